@@ -1,0 +1,1 @@
+"""Array layer: numpy/scipy only, no torch and no paths."""

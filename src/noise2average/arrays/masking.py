@@ -1,0 +1,40 @@
+"""Brain or head masks when the user gives none, and the bounding box of a mask."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def auto_mask(image: np.ndarray) -> np.ndarray:
+    """Foreground mask of a magnitude image: Otsu threshold of the smoothed image, the largest
+    connected component, holes filled. It keeps the head, not only the brain: pass a brain mask
+    (e.g. from BET or SynthStrip) for statistics restricted to the brain."""
+    sm = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
+    vals = sm[sm > np.percentile(sm, 2)]
+    thr = _otsu(vals)
+    fg = sm > thr
+    labels, n = ndimage.label(fg)
+    if n > 1:
+        sizes = ndimage.sum(fg, labels, index=np.arange(1, n + 1))
+        fg = labels == (1 + int(np.argmax(sizes)))
+    fg = ndimage.binary_closing(fg, iterations=2)
+    return ndimage.binary_fill_holes(fg)
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centers) - np.cumsum(hist * centers)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(centers[int(np.argmax(between))])
+
+
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
+    """Slices of the smallest box holding the mask, grown by ``margin`` voxels (clipped)."""
+    idx = np.nonzero(mask)
+    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + 1 + margin))
+                 for i, s in zip(idx, mask.shape))

@@ -1,0 +1,40 @@
+"""Resumable training checkpoints: weights (safetensors), optimizer (tensors only, loaded with
+``weights_only=True``) and the rest of :class:`FitState` as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..nn.engine import FitState
+from ..nn.models import MUNet
+from .atomic import atomic_path, write_text
+from .weights import load_model, save_model
+
+
+def save_fit(directory: str | os.PathLike, model: MUNet, state: FitState,
+             metadata: dict | None = None) -> None:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_model(d / "model.safetensors", model, metadata)
+    with atomic_path(d / "optimizer.pt") as tmp:
+        torch.save(state.optimizer, tmp)
+    # the JSON goes last: its presence marks a complete checkpoint
+    write_text(d / "state.json", json.dumps({"step": state.step, "losses": state.losses,
+                                             "rng": state.rng, "seconds": state.seconds}))
+
+
+def load_fit(directory: str | os.PathLike) -> tuple[MUNet, FitState, dict] | None:
+    """The checkpoint in ``directory``, or None when there is no complete one."""
+    d = Path(directory)
+    if not (d / "state.json").is_file():
+        return None
+    info = json.loads((d / "state.json").read_text())
+    model, meta = load_model(d / "model.safetensors")
+    opt = torch.load(d / "optimizer.pt", weights_only=True)
+    state = FitState(step=info["step"], losses=info["losses"], optimizer=opt, rng=info["rng"],
+                     seconds=info.get("seconds", 0.0))
+    return model, state, meta

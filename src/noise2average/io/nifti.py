@@ -1,0 +1,94 @@
+"""NIfTI in and out: validated float32 arrays in, float32 files out with the input's geometry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import InputError
+from .atomic import atomic_path
+
+AFFINE_ATOL_MM = 1e-2  # repetitions whose affines differ by more are not co-registered
+
+
+def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        img = nib.load(str(path))
+        img.header.get_data_shape()
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise InputError(f"cannot read {path} as NIfTI: {exc}") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(f"{path} is not a NIfTI image")
+    return img
+
+
+def _as_float(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise InputError(f"cannot read the voxels of {path}: {exc}") from exc
+    return data
+
+
+def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Voxels of a 3D (``ndim=3``) or 4D NIfTI as float32, checked for shape and finiteness."""
+    path = Path(path)
+    img = load_image(path)
+    shape = img.shape
+    if ndim == 3 and len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != ndim:
+        raise InputError(f"{path} is {len(img.shape)}D {tuple(img.shape)}; expected a {ndim}D image")
+    if min(shape) < 1 or (ndim == 3 and min(shape) < 2):
+        raise InputError(f"{path} has an empty or degenerate shape {tuple(img.shape)}")
+    data = _as_float(img, path).reshape(shape)
+    if not np.isfinite(data).all():
+        raise InputError(f"{path} contains NaN or Inf voxels")
+    return data, img
+
+
+def check_same_grid(imgs: list[nib.Nifti1Image], paths: list[Path], shapes: list[tuple]) -> None:
+    ref_shape, ref_aff = shapes[0], imgs[0].affine
+    for img, p, s in zip(imgs[1:], paths[1:], shapes[1:]):
+        if tuple(s) != tuple(ref_shape):
+            raise InputError(f"{p} has shape {tuple(s)} but {paths[0]} has {tuple(ref_shape)}; "
+                             "repetitions must be co-registered on one grid")
+        if not np.allclose(img.affine, ref_aff, atol=AFFINE_ATOL_MM, rtol=0):
+            raise InputError(f"{p} and {paths[0]} have different affines; repetitions must be "
+                             "co-registered on one grid (resample them first)")
+
+
+def load_mask(path: str | os.PathLike, shape: tuple[int, ...],
+              affine: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask (voxels > 0) on the given grid; empty or mismatched masks are refused."""
+    path = Path(path)
+    img = load_image(path)
+    data = _as_float(img, path)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.shape != tuple(shape):
+        raise InputError(f"mask {path} has shape {data.shape} but the images have {tuple(shape)}")
+    if affine is not None and not np.allclose(img.affine, affine, atol=AFFINE_ATOL_MM, rtol=0):
+        raise InputError(f"mask {path} is not on the images' grid (different affine)")
+    mask = np.nan_to_num(data) > 0
+    if not mask.any():
+        raise InputError(f"mask {path} is empty")
+    return mask
+
+
+def save_volume(path: str | os.PathLike, data: np.ndarray, like: nib.Nifti1Image) -> None:
+    """Write float32 ``data`` with the geometry (affine, qform/sform codes, zooms) of ``like``."""
+    hdr = like.header.copy()
+    hdr.set_data_dtype(np.float32)
+    hdr["scl_slope"], hdr["scl_inter"] = 1.0, 0.0
+    if data.ndim != len(like.shape):
+        hdr.set_data_shape(data.shape)
+    img = type(like)(np.asarray(data, dtype=np.float32), like.affine, hdr)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))

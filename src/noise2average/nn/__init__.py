@@ -1,0 +1,1 @@
+"""Learning layer: PyTorch models, device policy, patches, the training engine, strategies."""

@@ -1,0 +1,118 @@
+"""The one training loop, and inference with test-time flip averaging.
+
+Noise2Average, Noise2Noise, supervised fine-tuning and pre-training all call :func:`fit`; they
+differ only in the sampler, i.e. in how the (input, residual target) pairs were formed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .device import Policy
+from .patches import Batch, count_blocks, predict_volume
+
+Sampler = Callable[[np.random.Generator], Batch]
+
+
+@dataclass
+class FitState:
+    """What a resumable training run needs besides the model weights."""
+
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    optimizer: dict | None = None
+    rng: dict | None = None
+    seconds: float = 0.0
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _lr_at(step: int, steps: int, lr: float, schedule: str, warmup: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "cosine":
+        t = (step - warmup) / max(1, steps - warmup)
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr
+
+
+def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy: Policy,
+        seed: int = 0, schedule: str = "constant", warmup: int = 0,
+        state: FitState | None = None,
+        on_step: Callable[[FitState], None] | None = None,
+        progress: Callable[[int, float], None] | None = None) -> FitState:
+    """Train ``model`` in place with Adam and the masked MSE for ``steps`` optimizer steps.
+
+    ``state`` continues an interrupted run (optimizer moments, sampler RNG, step count);
+    ``on_step`` is called after every step (checkpointing, logging).
+    """
+    state = state or FitState()
+    rng = np.random.default_rng(seed)
+    if state.rng is not None:
+        rng.bit_generator.state = state.rng
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if state.optimizer is not None:
+        opt.load_state_dict(state.optimizer)
+    model.train()
+    t0 = time.perf_counter() - state.seconds
+    while state.step < steps:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(state.step, steps, lr, schedule, warmup)
+        x, y, w = (policy.to_tensor(a) for a in sampler(rng))
+        opt.zero_grad(set_to_none=True)
+        with policy.autocast():
+            pred = model(x)
+        loss = masked_mse(pred.float(), y, w)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {state.step}")
+        loss.backward()
+        opt.step()
+        state.step += 1
+        state.losses.append(float(loss.detach()))
+        state.seconds = time.perf_counter() - t0
+        if progress:
+            progress(1, state.losses[-1])
+        if on_step is not None:
+            state.optimizer = opt.state_dict()
+            state.rng = rng.bit_generator.state
+            on_step(state)
+    state.optimizer = opt.state_dict()
+    state.rng = rng.bit_generator.state
+    return state
+
+
+def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, policy: Policy,
+                   radius: int, block: int = 64, flip_axis: int | None = 0,
+                   progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Residual-corrected volume ``z + f(z)`` for a normalized (C, X, Y, Z) input, averaged over
+    a flip along ``flip_axis`` (test-time augmentation) unless it is None."""
+    model.eval()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with policy.autocast():
+            return model(x)
+
+    def run(vol: np.ndarray) -> np.ndarray:
+        return predict_volume(forward, vol, m, radius, policy.to_tensor, block=block,
+                              progress=progress)
+
+    m = mask
+    res = run(z)
+    if flip_axis is not None:
+        ax = flip_axis + 1
+        m = np.flip(mask, flip_axis)
+        res_f = run(np.ascontiguousarray(np.flip(z, ax)))
+        res = 0.5 * (res + np.flip(res_f, ax))
+    return (z + res).astype(np.float32)
+
+
+def inference_blocks(mask: np.ndarray, block: int, flip: bool) -> int:
+    return count_blocks(mask, block, 8) * (2 if flip else 1)

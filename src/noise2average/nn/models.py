@@ -1,0 +1,118 @@
+"""MU-Net: the paper's "modified U-Net" without pooling or up-sampling.
+
+Blocks of two 3x3x3 convolutions + ReLU keep the full resolution. With ``n_blocks`` = 2m - 1,
+blocks 1..m run in sequence and every later block j takes the channel concatenation of
+block (n_blocks + 1 - j) and block (j - 1) - for the paper's 9 blocks: 6 <- 4+5, 7 <- 3+6,
+8 <- 2+7, 9 <- 1+8. A final 1x1x1 linear convolution outputs the residual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["ModelConfig", "MUNet", "PRESETS", "build_model"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a MU-Net.
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        1 for T1w; k for a diffusion group (b0 + DWIs).
+    width
+        Feature channels of every convolution.
+    n_blocks
+        Odd number of two-convolution blocks (9 in the paper's T1w network).
+    batch_norm
+        Batch normalization after each convolution (the paper's diffusion network).
+    """
+
+    in_channels: int = 1
+    out_channels: int = 1
+    width: int = 24
+    n_blocks: int = 5
+    batch_norm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_blocks < 1 or self.n_blocks % 2 == 0:
+            raise ValueError(f"n_blocks must be odd and >= 1, got {self.n_blocks}")
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+
+    @property
+    def receptive_radius(self) -> int:
+        """Half-width of the receptive field in voxels (one per 3x3x3 convolution)."""
+        return 2 * self.n_blocks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Named architectures. ``paper`` is the published T1w network (about 2.3 M parameters);
+#: ``cpu`` is ours: a quarter of the depth-width product, so it trains and infers on a laptop.
+PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(width=64, n_blocks=9),
+    "cpu": ModelConfig(width=32, n_blocks=5),
+    "tiny": ModelConfig(width=8, n_blocks=3),
+}
+
+
+class _Block(nn.Sequential):
+    def __init__(self, cin: int, cout: int, batch_norm: bool) -> None:
+        layers: list[nn.Module] = []
+        for c in (cin, cout):
+            layers.append(nn.Conv3d(c, cout, 3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm3d(cout))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class MUNet(nn.Module):
+    """Residual denoiser: ``forward(x)`` returns the predicted residual (target - x)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        n, w = config.n_blocks, config.width
+        self.m = (n + 1) // 2
+        blocks = []
+        for j in range(1, n + 1):
+            cin = config.in_channels if j == 1 else (w if j <= self.m else 2 * w)
+            blocks.append(_Block(cin, w, config.batch_norm))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv3d(w, config.out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.config.n_blocks
+        outs: list[torch.Tensor] = []
+        h = x
+        for j, block in enumerate(self.blocks, start=1):
+            if j > self.m:
+                h = torch.cat([outs[n - j], h], dim=1)  # block (n + 1 - j), 0-based n - j
+            h = block(h)
+            outs.append(h)
+        return self.head(h)
+
+    def flops_per_voxel(self) -> int:
+        """Multiply-adds x 2 of one forward pass per output voxel (convolutions only)."""
+        total = 0
+        for mod in self.modules():
+            if isinstance(mod, nn.Conv3d):
+                k = mod.kernel_size[0] * mod.kernel_size[1] * mod.kernel_size[2]
+                total += 2 * mod.in_channels * mod.out_channels * k
+        return total
+
+
+def build_model(config: ModelConfig | str) -> MUNet:
+    """Build a MU-Net from a config or a preset name."""
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"unknown preset {config!r}; choose from {sorted(PRESETS)}")
+        config = PRESETS[config]
+    return MUNet(config)

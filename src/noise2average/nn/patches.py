@@ -1,0 +1,135 @@
+"""Patch sampling for training and blended block-wise inference.
+
+Inference walks the mask's bounding box in cores of ``block`` voxels; each core is predicted
+from an input grown by the network's receptive radius, so the result does not depend on the
+block size, and neighbouring cores overlap by ``overlap`` voxels blended with linear ramps.
+Peak memory is set by the block, not by the volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..arrays.masking import bounding_box
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs, targets, loss weights: (B, C, P, P, P)
+
+
+class PatchSampler:
+    """Random training patches from fixed (input, target) pairs, centred inside the mask.
+
+    Parameters
+    ----------
+    inputs, targets
+        Per-pair arrays of shape (C, X, Y, Z) (normalized input, residual target).
+    mask
+        Boolean (X, Y, Z); the loss is restricted to it.
+    patch, batch
+        Patch edge in voxels and patches per step.
+    flip_axes
+        Spatial axes (0-2) each flipped with probability 1/2 (left-right augmentation: the
+        left-right axis only).
+    """
+
+    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                 mask: np.ndarray, patch: int = 32, batch: int = 1,
+                 flip_axes: Sequence[int] = (0,)) -> None:
+        if len(inputs) != len(targets) or not inputs:
+            raise ValueError("need as many targets as inputs, at least one")
+        self.patch, self.batch, self.flip_axes = patch, batch, tuple(flip_axes)
+        h = patch // 2
+        pad = ((0, 0), (h, patch - h), (h, patch - h), (h, patch - h))
+        # padded once so every centre inside the mask yields a full patch
+        self.inputs = [np.pad(a, pad, mode="reflect") for a in inputs]
+        self.targets = [np.pad(a, pad) for a in targets]
+        self.weight = np.pad(mask, pad[1:]).astype(np.float32)[None]
+        self.centres = np.argwhere(mask)
+
+    def __call__(self, rng: np.random.Generator) -> Batch:
+        xs, ys, ws = [], [], []
+        p = self.patch
+        for _ in range(self.batch):
+            k = int(rng.integers(len(self.inputs)))
+            c = self.centres[int(rng.integers(len(self.centres)))]
+            sl = (slice(None),) + tuple(slice(int(i), int(i) + p) for i in c)
+            x, y, w = self.inputs[k][sl], self.targets[k][sl], self.weight[sl]
+            for ax in self.flip_axes:
+                if rng.random() < 0.5:
+                    x, y, w = np.flip(x, ax + 1), np.flip(y, ax + 1), np.flip(w, ax + 1)
+            xs.append(x), ys.append(y), ws.append(w)
+        return (np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(ys)),
+                np.ascontiguousarray(np.stack(ws)))
+
+
+def block_origins(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[int, ...]]:
+    """Corners of cores of edge ``block`` tiling ``box`` with at least ``overlap`` overlap."""
+    axes = []
+    for s in box:
+        n = s.stop - s.start
+        if n <= block:
+            axes.append([s.start])
+            continue
+        count = int(np.ceil((n - overlap) / (block - overlap)))
+        starts = np.linspace(s.start, s.stop - block, count).round().astype(int)
+        axes.append(sorted(set(starts.tolist())))
+    for i in axes[0]:
+        for j in axes[1]:
+            for k in axes[2]:
+                yield (i, j, k)
+
+
+def _ramp(n: int, overlap: int) -> np.ndarray:
+    w = np.ones(n, np.float32)
+    if overlap > 0 and n > 2 * overlap:
+        r = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        w[:overlap], w[-overlap:] = r, r[::-1]
+    return w
+
+
+def predict_volume(forward: Callable[[torch.Tensor], torch.Tensor], volume: np.ndarray,
+                   mask: np.ndarray, radius: int, to_tensor: Callable[[np.ndarray], torch.Tensor],
+                   block: int = 64, overlap: int = 8, out_channels: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Apply ``forward`` block by block to ``volume`` (C, X, Y, Z) over the mask's bounding box.
+
+    Returns (C_out, X, Y, Z) float32, zero outside the bounding box; cores without any mask voxel
+    are skipped.
+    """
+    c_out = out_channels or volume.shape[0]
+    shape = volume.shape[1:]
+    out = np.zeros((c_out,) + shape, np.float32)
+    wsum = np.zeros(shape, np.float32)
+    box = bounding_box(mask)
+    block = min(block, max(s.stop - s.start for s in box))
+    padded = np.pad(volume, ((0, 0),) + ((radius, radius),) * 3, mode="reflect")
+    for o in block_origins(box, block, overlap):
+        core = tuple(slice(a, min(a + block, s)) for a, s in zip(o, shape))
+        if not mask[core].any():
+            if progress:
+                progress(1)
+            continue
+        # core in padded coordinates, grown by the radius on each side
+        src = (slice(None),) + tuple(slice(c.start, c.stop + 2 * radius) for c in core)
+        with torch.no_grad():
+            pred = forward(to_tensor(np.ascontiguousarray(padded[src][None])))
+        pred = pred.float().cpu().numpy()[0]
+        r = radius
+        pred = pred[(slice(None),) + (slice(r, -r if r else None),) * 3]
+        w = (_ramp(pred.shape[1], overlap)[:, None, None] * _ramp(pred.shape[2], overlap)[None, :, None]
+             * _ramp(pred.shape[3], overlap)[None, None, :])
+        out[(slice(None),) + core] += pred * w
+        wsum[core] += w
+        if progress:
+            progress(1)
+    nz = wsum > 0
+    out[:, nz] /= wsum[nz]
+    return out
+
+
+def count_blocks(mask: np.ndarray, block: int, overlap: int) -> int:
+    box = bounding_box(mask)
+    block = min(block, max(s.stop - s.start for s in box))
+    return sum(1 for _ in block_origins(box, block, overlap))
