@@ -74,6 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--resume", action="store_true")
     _add_runtime(p)
+
+    s = sub.add_parser("simulate", help="noisy repetitions of a clean reference (benchmark protocol v1)")
+    s.add_argument("--reference", help="clean reference NIfTI (default: Colin27 ch2.nii.gz)")
+    s.add_argument("--mask", help="brain mask NIfTI (default: Colin27 ch2bet.nii.gz > 0)")
+    s.add_argument("--sigma", type=float, default=0.05, help="noise level (1.0 = 99th pct in brain)")
+    s.add_argument("--reps", type=int, default=2, help="number of repetitions (>= 2)")
+    s.add_argument("--echo", action="store_true", help="repetition 2 is a later echo")
+    s.add_argument("--crop", type=int, default=None,
+                   help="keep a centred cube of this edge (after simulating the whole volume)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true")
+
+    e = sub.add_parser("evaluate", help="PSNR, SSIM, NMAE, sharpness against a clean reference")
+    e.add_argument("images", nargs="+", metavar="IMAGE")
+    e.add_argument("--reference", required=True)
+    e.add_argument("--mask", required=True)
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return ap
 
 
@@ -90,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             from .workflows import pretrain_files
 
             pretrain_files(args)
+        elif args.command == "simulate":
+            from .workflows import simulate_files
+
+            simulate_files(args)
+        elif args.command == "evaluate":
+            from .workflows import evaluate_files
+
+            evaluate_files(args)
     except InputError as exc:
         print(f"n2a {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import time
 from pathlib import Path
@@ -93,3 +94,214 @@ def pretrain_files(args: argparse.Namespace) -> None:
     from .io.atomic import write_text
 
     write_text(out.with_suffix(".losses.json"), json.dumps(state.losses))
+
+
+def _stem(path: Path) -> tuple[Path, str]:
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return path.parent, name[: -len(ext)]
+    raise InputError(f"output {path} must end in .nii or .nii.gz")
+
+
+def _ext(path: Path) -> str:
+    return ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+
+
+def planned_outputs(out: Path, n_reps: int, n_iter: int, save_reps: bool, save_iterations: bool,
+                    save_noise_map: bool) -> dict[str, Path]:
+    """Every file a denoise run will write, by role (sidecars not included)."""
+    folder, stem = _stem(out)
+    ext = _ext(out)
+    files = {"output": out}
+    if save_reps:
+        for k in range(1, n_reps + 1):
+            files[f"rep-{k}"] = folder / f"{stem}_rep-{k}{ext}"
+    if save_iterations:
+        for i in range(1, n_iter + 1):
+            files[f"iter-{i}"] = folder / f"{stem}_iter-{i}{ext}"
+    if save_noise_map:
+        files["noise-map"] = folder / f"{stem}_noisemap{ext}"
+    return files
+
+
+def read_repetitions(paths: list[Path], mask_path: Path | None):
+    """Validated repetitions, mask (or None) and the first image (the output geometry)."""
+    from .io import nifti
+
+    if len(paths) < 2:
+        raise InputError(f"Noise2Average needs at least 2 repetitions, got {len(paths)}")
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise InputError("the same file is given twice as a repetition")
+    arrays, imgs = [], []
+    for p in paths:
+        data, img = nifti.load_volume(p)
+        arrays.append(data)
+        imgs.append(img)
+    nifti.check_same_grid(imgs, paths, [a.shape for a in arrays])
+    mask = nifti.load_mask(mask_path, arrays[0].shape, imgs[0].affine) if mask_path else None
+    return arrays, mask, imgs[0]
+
+
+def lr_axis(affine: np.ndarray) -> int:
+    """Voxel axis that runs left-right in world space."""
+    import nibabel as nib
+
+    codes = nib.aff2axcodes(affine)
+    return next(i for i, c in enumerate(codes) if c in ("L", "R"))
+
+
+def config_from_args(args: argparse.Namespace, affine: np.ndarray) -> "DenoiseConfig":
+    from .config import DenoiseConfig
+
+    changes = {"method": args.method, "init": args.init, "restart": not args.continue_weights,
+               "flip": not args.no_flip, "lr_axis": lr_axis(affine), "device": args.device,
+               "precision": args.precision, "threads": args.threads, "seed": args.seed}
+    for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
+                     ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
+                     ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset")):
+        if getattr(args, arg) is not None:
+            changes[key] = getattr(args, arg)
+    if args.preset is not None and args.init == "pretrained":
+        raise InputError("--preset applies to --init scratch; the pretrained model has its own "
+                         "architecture")
+    return DenoiseConfig(**changes)
+
+
+def denoise_files(args: argparse.Namespace) -> None:
+    """``n2a denoise``: check everything first, then run, then write outputs atomically."""
+    from .io import nifti
+    from .io.checkpoint_runs import RunCheckpoint
+    from .pipeline import denoise
+    from .provenance import environment, file_sha256, write_sidecar
+
+    t_start = time.perf_counter()
+    out = Path(args.output)
+    reps_paths = [Path(p) for p in args.reps]
+    mask_path = Path(args.mask) if args.mask else None
+    inputs = reps_paths + ([mask_path] if mask_path else [])
+    arrays, mask, like = read_repetitions(reps_paths, mask_path)
+    config = config_from_args(args, like.affine)
+    reference = None
+    if config.method == "supervised":
+        if not args.reference:
+            raise InputError("--method supervised needs --reference CLEAN.nii.gz")
+        reference, ref_img = nifti.load_volume(args.reference)
+        nifti.check_same_grid([like, ref_img], [reps_paths[0], Path(args.reference)],
+                              [arrays[0].shape, reference.shape])
+        inputs.append(Path(args.reference))
+    if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
+        raise InputError(f"--init {config.init}: no such model file")
+    n_iter = config.iterations if config.method == "n2a" else 1
+    files = planned_outputs(out, len(arrays), n_iter, args.save_reps, args.save_iterations,
+                            args.save_noise_map)
+    for f in files.values():
+        _check_output(f, inputs, args.force)
+    ckpt_dir = Path(args.checkpoint) if args.checkpoint else out.with_name(_stem(out)[1] + ".ckpt")
+    checkpoint = RunCheckpoint(ckpt_dir, config, [file_sha256(p) for p in reps_paths])
+    if checkpoint.exists() and not args.resume:
+        if not args.force:
+            raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
+                             "--resume to continue it or --force to start over")
+        checkpoint.remove()
+    resume = checkpoint.load() if args.resume else None
+    if args.resume and resume is None and not args.quiet:
+        print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",
+              file=sys.stderr)
+    result = denoise(arrays, mask, config, reference=reference, resume=resume,
+                     on_iteration=checkpoint.save if config.method != "average" else None,
+                     progress=None if args.quiet else lambda n, d: _progress(n, d, False))
+    record = {
+        "Description": f"noise2average {config.method} denoising",
+        "config": config.to_dict(),
+        "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in inputs],
+        "environment": environment(),
+        "compute": result.compute,
+        "mask": "given" if mask is not None else "automatic head mask of the average",
+        "noise_sigma_estimate": result.sigma,
+        "history": [{k: v for k, v in h.items() if k != "losses"} |
+                    ({"loss_first": h["losses"][0], "loss_last": h["losses"][-1]}
+                     if h.get("losses") else {}) for h in result.history],
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+    }
+    images = {"output": result.output}
+    for k, rep in enumerate(result.denoised, 1):
+        images[f"rep-{k}"] = rep
+    for i, img in enumerate(result.iterations, 1):
+        images[f"iter-{i}"] = img
+    images["noise-map"] = result.noise_map
+    for role, path in files.items():
+        if role.startswith("iter-") and role not in images:
+            images[role] = checkpoint.iteration_result(int(role[5:]))  # from a resumed run
+        nifti.save_volume(path, images[role], like)
+        write_sidecar(path, {**record, "role": role, "outputs": {r: str(p) for r, p in files.items()}})
+    checkpoint.remove()  # the outputs are complete: the checkpoint has served
+    if not args.quiet:
+        print(f"n2a denoise: wrote {out} ({record['wall_seconds']:.0f} s, {result.compute})",
+              file=sys.stderr)
+
+
+def simulate_files(args: argparse.Namespace) -> None:
+    """``n2a simulate``: protocol-v1 repetitions of any reference into a folder."""
+    from .arrays.masking import bounding_box
+    from .arrays.simulate import SimulationConfig, simulate
+    from .io import nifti
+    from .io.templates import colin27_paths
+
+    cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
+    cfg.validate()
+    if bool(args.reference) != bool(args.mask):
+        raise InputError("give both --reference and --mask, or neither (Colin27 default)")
+    ref_path, mask_path = ((Path(args.reference), Path(args.mask)) if args.reference
+                           else colin27_paths())
+    if not args.reference and not ref_path.is_file():
+        raise InputError(f"Colin27 not found at {ref_path}: install the Debian package "
+                         "mricron-data or pass --reference and --mask")
+    ref, img = nifti.load_volume(ref_path)
+    mask = nifti.load_mask(mask_path, ref.shape, img.affine)
+    outdir = Path(args.output)
+    names = ["reference", "mask"] + [f"rep-{k}" for k in range(1, cfg.reps + 1)]
+    files = {n: outdir / f"{n}.nii.gz" for n in names}
+    files_json = outdir / "simulation.json"
+    for f in list(files.values()) + [files_json]:
+        _check_output(f, [ref_path, mask_path], args.force)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    reps, scaled, record = simulate(ref, mask, zooms, cfg)
+    like = img
+    if args.crop:
+        box = bounding_box(mask)
+        centre = [(s.start + s.stop) // 2 for s in box]
+        sl = tuple(slice(max(0, c - args.crop // 2), max(0, c - args.crop // 2) + args.crop)
+                   for c in centre)
+        reps, scaled, mask = [r[sl] for r in reps], scaled[sl], mask[sl]
+        like = img.slicer[sl]
+        record["crop"] = [[s.start, s.stop] for s in sl]
+    record.update(reference=str(ref_path), mask=str(mask_path))
+    nifti.save_volume(files["reference"], scaled, like)
+    nifti.save_volume(files["mask"], mask.astype(np.float32), like)
+    for k, rep in enumerate(reps, 1):
+        nifti.save_volume(files[f"rep-{k}"], rep, like)
+    from .io.atomic import write_text
+
+    write_text(files_json, json.dumps(record, indent=2))
+
+
+def evaluate_files(args: argparse.Namespace) -> None:
+    """``n2a evaluate``: protocol-v1 scores of each image, as a table or JSON."""
+    from .arrays.metrics import score
+    from .io import nifti
+
+    ref, img = nifti.load_volume(args.reference)
+    mask = nifti.load_mask(args.mask, ref.shape, img.affine)
+    rows = {}
+    for p in args.images:
+        data, _ = nifti.load_volume(p)
+        if data.shape != ref.shape:
+            raise InputError(f"{p} has shape {data.shape}, the reference {ref.shape}")
+        rows[p] = score(data, ref, mask)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'image':40s} {'PSNR':>7s} {'SSIM':>6s} {'NMAE':>6s} {'sharp':>6s}")
+    for p, r in rows.items():
+        print(f"{p[-40:]:40s} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['nmae']:6.3f} {r['sharpness']:6.3f}")

@@ -32,11 +32,13 @@ class PatchSampler:
     flip_axes
         Spatial axes (0-2) each flipped with probability 1/2 (left-right augmentation: the
         left-right axis only).
+    centres
+        Candidate patch centres (M, 3); default: every mask voxel.
     """
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                  mask: np.ndarray, patch: int = 32, batch: int = 1,
-                 flip_axes: Sequence[int] = (0,)) -> None:
+                 flip_axes: Sequence[int] = (0,), centres: np.ndarray | None = None) -> None:
         if len(inputs) != len(targets) or not inputs:
             raise ValueError("need as many targets as inputs, at least one")
         self.patch, self.batch, self.flip_axes = patch, batch, tuple(flip_axes)
@@ -46,7 +48,7 @@ class PatchSampler:
         self.inputs = [np.pad(a, pad, mode="reflect") for a in inputs]
         self.targets = [np.pad(a, pad) for a in targets]
         self.weight = np.pad(mask, pad[1:]).astype(np.float32)[None]
-        self.centres = np.argwhere(mask)
+        self.centres = np.argwhere(mask) if centres is None else np.asarray(centres)
 
     def __call__(self, rng: np.random.Generator) -> Batch:
         xs, ys, ws = [], [], []
@@ -133,3 +135,14 @@ def count_blocks(mask: np.ndarray, block: int, overlap: int) -> int:
     box = bounding_box(mask)
     block = min(block, max(s.stop - s.start for s in box))
     return sum(1 for _ in block_origins(box, block, overlap))
+
+
+def block_centres(mask: np.ndarray, patch: int) -> np.ndarray:
+    """Centres of the reference code's overlapping training blocks: a grid with a stride of half
+    a patch over the mask's bounding box, keeping blocks that contain mask voxels."""
+    box = bounding_box(mask)
+    h = patch // 2
+    axes = [np.arange(s.start + h, max(s.start + h, s.stop - h) + 1, max(1, h)) for s in box]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    keep = [mask[tuple(slice(max(0, c - h), c + h) for c in g)].any() for g in grid]
+    return grid[np.asarray(keep, bool)]

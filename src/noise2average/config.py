@@ -1,0 +1,99 @@
+"""The one configuration object: built by the CLI or the Python API, used by the run, and
+written whole into the provenance sidecar (a run can be repeated from its sidecar alone)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from .errors import InputError
+
+LEARNED_METHODS = ("n2a", "n2n", "supervised", "pretrained")
+METHODS = LEARNED_METHODS + ("average",)
+
+
+@dataclass
+class DenoiseConfig:
+    """Everything that determines a denoising run.
+
+    Parameters
+    ----------
+    method
+        ``n2a`` (Noise2Average, the paper's method), ``n2n`` (Noise2Noise), ``supervised``
+        (needs a clean reference; benchmark upper bound), ``pretrained`` (no fine-tuning) or
+        ``average`` (plain mean of the repetitions).
+    iterations
+        Noise2Average iterations; each uses the previous result as the target (1 for the others).
+    steps
+        Optimizer steps per iteration (Adam, one batch per step).
+    lr, batch_size, patch_size
+        Fine-tuning learning rate, patches per step, patch edge in voxels.
+    restart
+        Start every iteration from the initial weights (reference code) instead of continuing.
+    init
+        ``pretrained`` (shipped model), ``scratch`` (random weights of ``preset``) or a path.
+    preset
+        Architecture for ``init='scratch'`` (``cpu``, ``paper``, ``tiny``).
+    sampling
+        ``mask``: patch centres drawn among mask voxels; ``blocks``: the reference code's
+        overlapping blocks (stride half a patch) of the mask's bounding box.
+    block_size
+        Inference block edge in voxels (sets peak memory, not the result).
+    flip
+        Left-right flip augmentation in training and flip averaging at inference.
+    lr_axis
+        Voxel axis that runs left-right (the file layer reads it from the affine).
+    outside
+        Voxels outside the mask: ``zero`` (as the paper) or ``average`` (plain average kept).
+    device, precision, threads, seed
+        Runtime; see :func:`noise2average.nn.device.resolve_policy`.
+    """
+
+    method: str = "n2a"
+    iterations: int = 2
+    steps: int = 200
+    lr: float = 1e-4
+    batch_size: int = 1
+    patch_size: int = 32
+    restart: bool = True
+    init: str = "pretrained"
+    preset: str = "cpu"
+    sampling: str = "mask"
+    block_size: int = 96
+    flip: bool = True
+    lr_axis: int = 0
+    outside: str = "zero"
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        for name in ("iterations", "batch_size", "patch_size", "block_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0:
+            raise InputError(f"steps must be >= 0, got {self.steps}")
+        if not self.lr > 0:
+            raise InputError(f"lr must be > 0, got {self.lr}")
+        if self.sampling not in ("mask", "blocks"):
+            raise InputError(f"sampling must be 'mask' or 'blocks', got {self.sampling!r}")
+        if self.outside not in ("zero", "average"):
+            raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
+        if self.lr_axis not in (0, 1, 2):
+            raise InputError(f"lr_axis must be 0, 1 or 2, got {self.lr_axis}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DenoiseConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes) -> "DenoiseConfig":
+        return DenoiseConfig(**{**self.to_dict(), **changes})

@@ -1,0 +1,62 @@
+"""Per-iteration checkpoints of a denoising run, so an interrupted run resumes after its last
+completed iteration. Arrays are .npy files (loaded with ``allow_pickle=False``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DenoiseConfig
+from ..errors import InputError
+from ..pipeline import IterationState
+from .atomic import atomic_path, write_text
+
+# fields that may change between an interrupted run and its resumption
+RUNTIME_FIELDS = {"device", "precision", "threads"}
+
+
+class RunCheckpoint:
+    def __init__(self, directory: Path, config: DenoiseConfig, input_sha256: list[str]) -> None:
+        self.dir = Path(directory)
+        self.config = config
+        self.inputs = input_sha256
+
+    def _identity(self) -> dict:
+        cfg = {k: v for k, v in self.config.to_dict().items() if k not in RUNTIME_FIELDS}
+        return {"config": cfg, "inputs": self.inputs}
+
+    def exists(self) -> bool:
+        return (self.dir / "state.json").is_file()
+
+    def save(self, state: IterationState) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        i = state.iteration
+        for name, arr in [("result", state.result)] + [
+                (f"rep-{k}", r) for k, r in enumerate(state.denoised, 1)]:
+            with atomic_path(self.dir / f"iter-{i}_{name}.npy", suffix=".npy") as tmp:
+                np.save(tmp, np.asarray(arr, np.float32))
+        # written last: only a state.json makes a checkpoint valid
+        write_text(self.dir / "state.json", json.dumps(
+            {**self._identity(), "iteration": i, "n_reps": len(state.denoised),
+             "history": state.history}))
+
+    def load(self) -> IterationState | None:
+        if not self.exists():
+            return None
+        info = json.loads((self.dir / "state.json").read_text())
+        if {"config": info["config"], "inputs": info["inputs"]} != self._identity():
+            raise InputError(f"checkpoint {self.dir} belongs to other inputs or settings; "
+                             "remove it or run without --resume")
+        i = info["iteration"]
+        denoised = [np.load(self.dir / f"iter-{i}_rep-{k}.npy", allow_pickle=False)
+                    for k in range(1, info["n_reps"] + 1)]
+        return IterationState(i, self.iteration_result(i), denoised, info["history"])
+
+    def iteration_result(self, i: int) -> np.ndarray:
+        return np.load(self.dir / f"iter-{i}_result.npy", allow_pickle=False)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

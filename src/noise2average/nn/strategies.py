@@ -1,0 +1,46 @@
+"""How each learning strategy forms its training targets - the only place they differ.
+
+Every strategy trains the same network on pairs (z_k, residual_k) where z_k is repetition k in
+its own mask normalization and residual_k = norm_k(T_k) - z_k for an image-space target T_k:
+
+- ``n2a`` (Noise2Average): T_k = the current target (the plain average at iteration 1, the
+  previous iteration's result after that) for every k;
+- ``n2n`` (Noise2Noise): T_k = the average of the other repetitions (I_2 for I_1 when N = 2);
+- ``supervised``: T_k = the clean reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..arrays.normalize import Norm
+
+
+def image_targets(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
+                  reference: np.ndarray | None = None) -> list[np.ndarray]:
+    """Image-space target T_k of each repetition."""
+    n = len(reps)
+    if method == "n2a":
+        return [current] * n
+    if method == "n2n":
+        total = np.sum(reps, axis=0)
+        return [((total - r) / (n - 1)).astype(np.float32) for r in reps]
+    if method == "supervised":
+        if reference is None:
+            raise ValueError("the supervised strategy needs a clean reference")
+        return [reference] * n
+    raise ValueError(f"no training targets for method {method!r}")
+
+
+def residual_pairs(method: str, reps: Sequence[np.ndarray], norms: Sequence[Norm],
+                   current: np.ndarray, reference: np.ndarray | None = None
+                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normalized inputs z_k and residual targets, each (1, X, Y, Z)."""
+    inputs, targets = [], []
+    for rep, norm, tgt in zip(reps, norms, image_targets(method, reps, current, reference)):
+        z = norm.forward(rep)
+        inputs.append(z[None])
+        targets.append((norm.forward(tgt) - z)[None])
+    return inputs, targets
