@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true")
 
+    m = sub.add_parser("demo", help="simulate 2 noisy repetitions of the MNI152 template, denoise, score")
+    m.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
+    m.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
+    m.add_argument("--crop", type=int, default=112, help="edge of the centred cube denoised (0: whole)")
+    _add_runtime(m)
+
     e = sub.add_parser("evaluate", help="PSNR, SSIM, NMAE, sharpness against a clean reference")
     e.add_argument("images", nargs="+", metavar="IMAGE")
     e.add_argument("--reference", required=True)
@@ -112,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             from .workflows import simulate_files
 
             simulate_files(args)
+        elif args.command == "demo":
+            from .workflows import demo
+
+            demo(args)
         elif args.command == "evaluate":
             from .workflows import evaluate_files
 

@@ -202,7 +202,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         results.append(current)
         history.append(rec)
         if on_iteration is not None:
-            on_iteration(IterationState(it, current, denoised, history))
+            on_iteration(IterationState(it, current, list(denoised), list(history)))
 
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
                          policy.describe())
