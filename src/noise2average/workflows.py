@@ -151,12 +151,11 @@ def lr_axis(affine: np.ndarray) -> int:
     return next(i for i, c in enumerate(codes) if c in ("L", "R"))
 
 
-def config_from_args(args: argparse.Namespace, affine: np.ndarray) -> "DenoiseConfig":
-    from .config import DenoiseConfig
-
+def config_changes_from_args(args: argparse.Namespace) -> dict:
+    """DenoiseConfig fields that the command line sets (the rest keep their defaults)."""
     changes = {"method": args.method, "init": args.init, "restart": not args.continue_weights,
-               "flip": not args.no_flip, "lr_axis": lr_axis(affine), "device": args.device,
-               "precision": args.precision, "threads": args.threads, "seed": args.seed}
+               "flip": not args.no_flip, "device": args.device, "precision": args.precision,
+               "threads": args.threads, "seed": args.seed}
     for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
                      ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
                      ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset")):
@@ -165,80 +164,98 @@ def config_from_args(args: argparse.Namespace, affine: np.ndarray) -> "DenoiseCo
     if args.preset is not None and args.init == "pretrained":
         raise InputError("--preset applies to --init scratch; the pretrained model has its own "
                          "architecture")
-    return DenoiseConfig(**changes)
+    return changes
 
 
 def denoise_files(args: argparse.Namespace) -> None:
-    """``n2a denoise``: check everything first, then run, then write outputs atomically."""
+    """``n2a denoise``."""
+    run_denoise(args.reps, args.output, mask=args.mask, reference=args.reference,
+                save_reps=args.save_reps, save_iterations=args.save_iterations,
+                save_noise_map=args.save_noise_map, checkpoint=args.checkpoint,
+                resume=args.resume, force=args.force, quiet=args.quiet,
+                **config_changes_from_args(args))
+
+
+def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = False,
+                save_iterations: bool = False, save_noise_map: bool = False, checkpoint=None,
+                resume: bool = False, force: bool = False, quiet: bool = True, **config_changes):
+    """Denoise NIfTI repetitions into ``output``: check every input and output first, run,
+    then write each output atomically with a JSON sidecar. Returns the DenoiseResult.
+
+    ``config_changes`` are :class:`~noise2average.config.DenoiseConfig` fields; the
+    left-right axis is read from the first repetition's affine unless given.
+    """
+    from .config import DenoiseConfig
     from .io import nifti
     from .io.checkpoint_runs import RunCheckpoint
     from .pipeline import denoise
     from .provenance import environment, file_sha256, write_sidecar
 
     t_start = time.perf_counter()
-    out = Path(args.output)
-    reps_paths = [Path(p) for p in args.reps]
-    mask_path = Path(args.mask) if args.mask else None
+    out = Path(output)
+    reps_paths = [Path(p) for p in reps]
+    mask_path = Path(mask) if mask else None
     inputs = reps_paths + ([mask_path] if mask_path else [])
-    arrays, mask, like = read_repetitions(reps_paths, mask_path)
-    config = config_from_args(args, like.affine)
-    reference = None
+    arrays, mask_arr, like = read_repetitions(reps_paths, mask_path)
+    config_changes.setdefault("lr_axis", lr_axis(like.affine))
+    config = DenoiseConfig(**config_changes)
+    ref_arr = None
     if config.method == "supervised":
-        if not args.reference:
+        if not reference:
             raise InputError("--method supervised needs --reference CLEAN.nii.gz")
-        reference, ref_img = nifti.load_volume(args.reference)
-        nifti.check_same_grid([like, ref_img], [reps_paths[0], Path(args.reference)],
-                              [arrays[0].shape, reference.shape])
-        inputs.append(Path(args.reference))
+        ref_arr, ref_img = nifti.load_volume(reference)
+        nifti.check_same_grid([like, ref_img], [reps_paths[0], Path(reference)],
+                              [arrays[0].shape, ref_arr.shape])
+        inputs.append(Path(reference))
     if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
         raise InputError(f"--init {config.init}: no such model file")
     n_iter = config.iterations if config.method == "n2a" else 1
-    files = planned_outputs(out, len(arrays), n_iter, args.save_reps, args.save_iterations,
-                            args.save_noise_map)
+    files = planned_outputs(out, len(arrays), n_iter, save_reps, save_iterations, save_noise_map)
     for f in files.values():
-        _check_output(f, inputs, args.force)
-    ckpt_dir = Path(args.checkpoint) if args.checkpoint else out.with_name(_stem(out)[1] + ".ckpt")
-    checkpoint = RunCheckpoint(ckpt_dir, config, [file_sha256(p) for p in reps_paths])
-    if checkpoint.exists() and not args.resume:
-        if not args.force:
+        _check_output(f, inputs, force)
+    ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(_stem(out)[1] + ".ckpt")
+    ckpt = RunCheckpoint(ckpt_dir, config, [file_sha256(p) for p in reps_paths])
+    if ckpt.exists() and not resume:
+        if not force:
             raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
                              "--resume to continue it or --force to start over")
-        checkpoint.remove()
-    resume = checkpoint.load() if args.resume else None
-    if args.resume and resume is None and not args.quiet:
+        ckpt.remove()
+    state = ckpt.load() if resume else None
+    if resume and state is None and not quiet:
         print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
-    result = denoise(arrays, mask, config, reference=reference, resume=resume,
-                     on_iteration=checkpoint.save if config.method != "average" else None,
-                     progress=None if args.quiet else lambda n, d: _progress(n, d, False))
+    result = denoise(arrays, mask_arr, config, reference=ref_arr, resume=state,
+                     on_iteration=ckpt.save if config.method != "average" else None,
+                     progress=None if quiet else lambda n, d: _progress(n, d, False))
     record = {
         "Description": f"noise2average {config.method} denoising",
         "config": config.to_dict(),
         "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in inputs],
         "environment": environment(),
         "compute": result.compute,
-        "mask": "given" if mask is not None else "automatic head mask of the average",
+        "mask": "given" if mask_arr is not None else "automatic head mask of the average",
         "noise_sigma_estimate": result.sigma,
         "history": [{k: v for k, v in h.items() if k != "losses"} |
                     ({"loss_first": h["losses"][0], "loss_last": h["losses"][-1]}
                      if h.get("losses") else {}) for h in result.history],
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
-    images = {"output": result.output}
-    for k, rep in enumerate(result.denoised, 1):
-        images[f"rep-{k}"] = rep
-    for i, img in enumerate(result.iterations, 1):
-        images[f"iter-{i}"] = img
-    images["noise-map"] = result.noise_map
+    images = {"output": result.output, "noise-map": result.noise_map}
+    images.update({f"rep-{k}": rep for k, rep in enumerate(result.denoised, 1)})
+    first_iter = n_iter - len(result.iterations) + 1  # a resumed run holds the later ones only
+    images.update({f"iter-{i}": img for i, img in enumerate(result.iterations, first_iter)})
     for role, path in files.items():
-        if role.startswith("iter-") and role not in images:
-            images[role] = checkpoint.iteration_result(int(role[5:]))  # from a resumed run
-        nifti.save_volume(path, images[role], like)
-        write_sidecar(path, {**record, "role": role, "outputs": {r: str(p) for r, p in files.items()}})
-    checkpoint.remove()  # the outputs are complete: the checkpoint has served
-    if not args.quiet:
+        img = images.get(role)
+        if img is None:  # an iteration finished before the run was resumed
+            img = ckpt.iteration_result(int(role[5:]))
+        nifti.save_volume(path, img, like)
+        write_sidecar(path, {**record, "role": role,
+                             "outputs": {r: str(p) for r, p in files.items()}})
+    ckpt.remove()  # the outputs are complete: the checkpoint has served
+    if not quiet:
         print(f"n2a denoise: wrote {out} ({record['wall_seconds']:.0f} s, {result.compute})",
               file=sys.stderr)
+    return result
 
 
 def simulate_files(args: argparse.Namespace) -> None:

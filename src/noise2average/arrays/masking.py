@@ -7,17 +7,20 @@ from scipy import ndimage
 
 
 def auto_mask(image: np.ndarray) -> np.ndarray:
-    """Foreground mask of a magnitude image: Otsu threshold of the smoothed image, the largest
-    connected component, holes filled. It keeps the head, not only the brain: pass a brain mask
+    """Foreground mask of a magnitude image: the smoothed image above 0.4 x its Otsu threshold
+    (dark CSF and skull sit below Otsu in T1w) and above twice the background's median,
+    connected components of at least 5 % of the largest one, holes filled. It keeps the head, not only the brain: pass a brain mask
     (e.g. from BET or SynthStrip) for statistics restricted to the brain."""
     sm = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
     vals = sm[sm > np.percentile(sm, 2)]
-    thr = _otsu(vals)
+    otsu = _otsu(vals)
+    thr = max(0.4 * otsu, 2.0 * float(np.median(vals[vals < otsu])))
     fg = sm > thr
     labels, n = ndimage.label(fg)
     if n > 1:
         sizes = ndimage.sum(fg, labels, index=np.arange(1, n + 1))
-        fg = labels == (1 + int(np.argmax(sizes)))
+        keep = np.flatnonzero(sizes >= 0.05 * sizes.max()) + 1
+        fg = np.isin(labels, keep)
     fg = ndimage.binary_closing(fg, iterations=2)
     return ndimage.binary_fill_holes(fg)
 

@@ -1,0 +1,201 @@
+"""The n2a command line on real NIfTI files: round trip, bad input, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import AFFINE, write_nifti
+from noise2average.cli import main
+
+FAST = ["--steps", "3", "--threads", "1", "--quiet", "--block", "48"]
+
+
+def test_round_trip_keeps_geometry_and_writes_sidecars(nifti_case):
+    d, reps, mask = nifti_case
+    out = d / "out" / "den.nii.gz"
+    rc = main(["denoise", *map(str, reps), "-o", str(out), "--mask", str(mask),
+               "--save-reps", "--save-noise-map", "--save-iterations", *FAST])
+    assert rc == 0
+    img = nib.load(str(out))
+    assert img.get_data_dtype() == np.float32
+    np.testing.assert_allclose(img.affine, AFFINE)
+    assert nib.aff2axcodes(img.affine) == nib.aff2axcodes(AFFINE)
+    data = img.get_fdata()
+    assert 500 < np.median(data[data > 0]) < 1500  # back on the input's intensity scale
+    side = json.loads((d / "out" / "den.json").read_text())
+    assert side["config"]["method"] == "n2a" and side["config"]["steps"] == 3
+    assert side["config"]["lr_axis"] == 0
+    assert len(side["inputs"]) == 3 and all(len(i["sha256"]) == 64 for i in side["inputs"])
+    assert "torch" in side["environment"]
+    for name in ("den_rep-1", "den_rep-2", "den_noisemap", "den_iter-1", "den_iter-2"):
+        assert (d / "out" / f"{name}.nii.gz").is_file() and (d / "out" / f"{name}.json").is_file()
+    assert not (d / "out" / "den.ckpt").exists()  # removed once the outputs are complete
+    assert not [p for p in (d / "out").iterdir() if ".part" in p.name]
+
+
+def test_api_file_wrapper_without_mask(nifti_case):
+    from noise2average import denoise_files
+
+    d, reps, _ = nifti_case
+    result = denoise_files(reps, d / "api.nii.gz", steps=2, threads=1, block_size=48)
+    assert (d / "api.nii.gz").is_file() and (d / "api.json").is_file()
+    assert result.mask.any() and np.all(result.output[~result.mask] == 0)
+    side = json.loads((d / "api.json").read_text())
+    assert side["mask"].startswith("automatic")
+
+
+def _run_bad(argv, d, capsys):
+    before = sorted(p.name for p in d.rglob("*"))
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "error" in err[0], err
+    assert sorted(p.name for p in d.rglob("*")) == before  # nothing written
+    return err[0]
+
+
+def test_bad_inputs_fail_with_one_line(nifti_case, capsys):
+    d, reps, mask = nifti_case
+    r1, r2 = map(str, reps)
+    rng = np.random.default_rng(0)
+    good = nib.load(r1).get_fdata()
+    small = write_nifti(d / "small.nii.gz", good[:-2])
+    shifted = AFFINE.copy()
+    shifted[0, 3] += 3.0
+    moved = write_nifti(d / "moved.nii.gz", good, shifted)
+    four = write_nifti(d / "four.nii.gz", np.stack([good, good], -1))
+    nan = good.copy()
+    nan[5, 5, 5] = np.nan
+    nanf = write_nifti(d / "nan.nii.gz", nan.astype(np.float32))
+    empty = write_nifti(d / "empty.nii.gz", np.zeros(good.shape, np.uint8))
+    wrong_mask = write_nifti(d / "wmask.nii.gz", np.ones((4, 4, 4), np.uint8))
+    garbage = d / "garbage.nii.gz"
+    garbage.write_bytes(rng.bytes(300))
+    existing = d / "exists.nii.gz"
+    existing.write_bytes(b"keep me")
+    out = str(d / "o.nii.gz")
+    cases = {
+        "shape": [r1, str(small)],
+        "affine": [r1, str(moved)],
+        "4D": [r1, str(four)],
+        "NaN": [r1, str(nanf)],
+        "empty mask": [r1, r2, "--mask", str(empty)],
+        "mask shape": [r1, r2, "--mask", str(wrong_mask)],
+        "single": [r1],
+        "unreadable": [r1, str(garbage)],
+        "missing": [r1, str(d / "nope.nii.gz")],
+    }
+    expect = {"shape": "shape", "affine": "affine", "4D": "4D", "NaN": "NaN",
+              "empty mask": "empty", "mask shape": "shape", "single": "at least 2",
+              "unreadable": "cannot read", "missing": "not found"}
+    for name, args in cases.items():
+        msg = _run_bad(["denoise", *args, "-o", out, *FAST], d, capsys)
+        assert expect[name] in msg, (name, msg)
+    msg = _run_bad(["denoise", r1, r2, "-o", r1, *FAST], d, capsys)
+    assert "also an input" in msg
+    msg = _run_bad(["denoise", r1, r2, "-o", str(existing), *FAST], d, capsys)
+    assert "--force" in msg and existing.read_bytes() == b"keep me"
+    msg = _run_bad(["denoise", r1, r2, "-o", str(d / "x.txt"), *FAST], d, capsys)
+    assert ".nii" in msg
+
+
+def test_overwrite_needs_force(nifti_case):
+    d, reps, mask = nifti_case
+    out = d / "o.nii.gz"
+    out.write_bytes(b"old")
+    argv = ["denoise", *map(str, reps), "-o", str(out), "--mask", str(mask), "--method", "average",
+            "--quiet"]
+    assert main(argv) == 2 and out.read_bytes() == b"old"
+    assert main(argv + ["--force"]) == 0
+    assert nib.load(str(out)).shape == nib.load(str(reps[0])).shape
+
+
+def test_interrupted_run_resumes_after_its_last_iteration(nifti_case):
+    d, reps, mask = nifti_case
+    out = d / "r.nii.gz"
+    ckpt = d / "r.ckpt"
+    argv = [sys.executable, "-m", "noise2average.cli", "denoise", *map(str, reps), "-o", str(out),
+            "--mask", str(mask), "--iterations", "3", "--steps", "40", "--threads", "1",
+            "--quiet", "--block", "48"]
+    proc = subprocess.Popen(argv)
+    deadline = time.time() + 300
+    while not (ckpt / "state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    done = json.loads((ckpt / "state.json").read_text())["iteration"]
+    assert done >= 1
+    # a fresh run refuses to clobber the checkpoint
+    assert subprocess.run(argv, capture_output=True).returncode == 2
+    res = subprocess.run(argv + ["--resume", "--save-iterations"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    side = json.loads((d / "r.json").read_text())
+    assert [h["iteration"] for h in side["history"]] == [1, 2, 3]
+    trained_now = [h for h in side["history"] if "train_seconds" in h]
+    assert all((d / f"r_iter-{i}.nii.gz").is_file() for i in (1, 2, 3))
+    assert not ckpt.exists()
+    assert len(trained_now) == 3  # the history of resumed iterations is carried over
+
+
+def test_simulate_and_evaluate(tmp_path, mni_crop, capsys):
+    t1, mask = mni_crop
+    ref = write_nifti(tmp_path / "t1.nii.gz", t1)
+    m = write_nifti(tmp_path / "m.nii.gz", mask.astype(np.uint8))
+    out = tmp_path / "sim"
+    assert main(["simulate", "--reference", str(ref), "--mask", str(m), "--sigma", "0.05",
+                 "--reps", "3", "--echo", "--seed", "4", "-o", str(out)]) == 0
+    rec = json.loads((out / "simulation.json").read_text())
+    assert len(rec["repetitions"]) == 3 and rec["repetitions"][1]["echo"]
+    assert rec["repetitions"][0]["rotation_deg"] == [0.0, 0.0, 0.0]
+    assert max(abs(a) for a in rec["repetitions"][2]["rotation_deg"]) <= 2.0
+    again = tmp_path / "sim2"
+    main(["simulate", "--reference", str(ref), "--mask", str(m), "--sigma", "0.05", "--reps", "3",
+          "--echo", "--seed", "4", "-o", str(again)])
+    a = nib.load(str(out / "rep-2.nii.gz")).get_fdata()
+    np.testing.assert_array_equal(a, nib.load(str(again / "rep-2.nii.gz")).get_fdata())
+    capsys.readouterr()
+    assert main(["evaluate", "--reference", str(out / "reference.nii.gz"), "--mask",
+                 str(out / "mask.nii.gz"), str(out / "rep-1.nii.gz"), str(out / "rep-2.nii.gz"),
+                 "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    r1 = scores[str(out / "rep-1.nii.gz")]
+    assert 20 < r1["psnr"] < 32 and r1["sharpness"] > 1.0  # noise adds gradient energy
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--sigma", "0"], "sigma"), (["--reps", "1"], "reps")])
+def test_simulate_rejects_bad_values(tmp_path, mni_crop, capsys, args, msg):
+    t1, mask = mni_crop
+    ref = write_nifti(tmp_path / "t1.nii.gz", t1)
+    m = write_nifti(tmp_path / "m.nii.gz", mask.astype(np.uint8))
+    rc = main(["simulate", "--reference", str(ref), "--mask", str(m), "-o", str(tmp_path / "s"), *args])
+    assert rc == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_pretrain_writes_a_loadable_model_and_resumes(tmp_path, mni_crop):
+    from noise2average.io.weights import load_model
+
+    t1, mask = mni_crop
+    img = write_nifti(tmp_path / "clean.nii.gz", t1)
+    m = write_nifti(tmp_path / "mask.nii.gz", mask.astype(np.uint8))
+    out = tmp_path / "m.safetensors"
+    base = ["pretrain", "--images", str(img), "--masks", str(m), "--preset", "tiny", "--patch", "16",
+            "--threads", "1", "--quiet", "-o", str(out), "--checkpoint-every", "2"]
+    assert main(base + ["--steps", "2"]) == 0
+    state = json.loads((tmp_path / "m.safetensors.ckpt" / "state.json").read_text())
+    assert state["step"] == 2
+    assert main(base + ["--steps", "4", "--resume", "--force"]) == 0
+    model, meta = load_model(out)
+    assert json.loads(meta["steps_done"]) == 4 and model.config.width == 8
