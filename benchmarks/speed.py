@@ -1,0 +1,119 @@
+"""Speed and memory of `n2a denoise` on a full 1 mm Colin27-sized pair, against a conv3d peak
+measured in the same run on the same machine.
+
+    python benchmarks/speed.py [--threads N] [--steps S] [--out benchmarks/results/speed.json]
+
+Simulates protocol v1 (sigma 0.05, 2 repetitions) from Colin27 (Debian mricron-data), runs the
+default Noise2Average configuration end to end through the public API, and reports wall time,
+training and inference throughput as fractions of the peak of one large fp32/bf16 conv3d (the
+precision the policy picks), and the process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def conv_peak(policy, threads: int, seconds: float = 6.0) -> float:
+    """Sustained TFLOP/s of a 64->64 3x3x3 convolution on a 48^3 block (forward)."""
+    import torch
+
+    conv = policy.prepare(torch.nn.Conv3d(64, 64, 3, padding=1))
+    x = policy.to_tensor(np.random.default_rng(0).standard_normal((1, 64, 48, 48, 48), np.float32))
+    flops = 2 * 64 * 64 * 27 * 48**3
+    with torch.no_grad(), policy.autocast():
+        conv(x)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            conv(x)
+            n += 1
+    return flops * n / (time.perf_counter() - t0) / 1e12
+
+
+def processed_voxels(mask, block: int, radius: int) -> int:
+    from noise2average.arrays.masking import bounding_box
+    from noise2average.nn.patches import block_origins
+
+    box = bounding_box(mask)
+    block = min(block, max(s.stop - s.start for s in box))
+    total = 0
+    for o in block_origins(box, block, 8):
+        core = tuple(slice(a, min(a + block, s)) for a, s in zip(o, mask.shape))
+        if mask[core].any():
+            total += int(np.prod([c.stop - c.start + 2 * radius for c in core]))
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--out", default="benchmarks/results/speed.json")
+    args = ap.parse_args()
+
+    import nibabel as nib
+
+    from noise2average import DenoiseConfig, denoise
+    from noise2average.arrays.metrics import score
+    from noise2average.arrays.simulate import SimulationConfig, simulate
+    from noise2average.io.templates import colin27_paths
+    from noise2average.nn.device import resolve_policy
+    from noise2average.provenance import environment
+
+    ref_path, mask_path = colin27_paths()
+    img = nib.load(str(ref_path))
+    ref = np.asarray(img.dataobj, np.float32)
+    mask = np.asarray(nib.load(str(mask_path)).dataobj) > 0
+    reps, sref, _ = simulate(ref, mask, img.header.get_zooms()[:3], SimulationConfig(sigma=0.05))
+
+    cfg = DenoiseConfig(threads=args.threads, **({"steps": args.steps} if args.steps else {}))
+    policy = resolve_policy(cfg.device, cfg.precision, cfg.threads)
+    import torch
+
+    threads = torch.get_num_threads()
+    peak = conv_peak(policy, threads)
+
+    t0 = time.perf_counter()
+    res = denoise(reps, mask, cfg)
+    wall = time.perf_counter() - t0
+
+    from noise2average.io.weights import load_packaged
+
+    model, _ = load_packaged()
+    fpv = model.flops_per_voxel()
+    n_iter = len(res.history)
+    train_s = sum(h.get("train_seconds", 0) for h in res.history)
+    infer_s = sum(h["infer_seconds"] for h in res.history)
+    train_flops = 3 * fpv * cfg.patch_size**3 * cfg.batch_size * cfg.steps * n_iter
+    vox = processed_voxels(mask, cfg.block_size, model.config.receptive_radius)
+    infer_flops = fpv * vox * len(reps) * (2 if cfg.flip else 1) * n_iter
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    out = {
+        "case": f"Colin27 {ref.shape} 1 mm, protocol v1 sigma 0.05, 2 reps",
+        "config": cfg.to_dict(), "compute": res.compute, "threads": threads,
+        "conv3d_peak_tflops": round(peak, 4),
+        "end_to_end_seconds": round(wall, 1),
+        "train_seconds": round(train_s, 1), "infer_seconds": round(infer_s, 1),
+        "train_tflops": round(train_flops / train_s / 1e12, 4) if train_s else None,
+        "infer_tflops": round(infer_flops / infer_s / 1e12, 4),
+        "train_fraction_of_peak": round(train_flops / train_s / 1e12 / peak, 3) if train_s else None,
+        "infer_fraction_of_peak": round(infer_flops / infer_s / 1e12 / peak, 3),
+        "peak_rss_gb": round(rss_gb, 2),
+        "psnr_average": round(score(np.where(mask, np.mean(reps, 0), 0), sref, mask)["psnr"], 2),
+        "psnr_rep1": round(score(np.where(mask, reps[0], 0), sref, mask)["psnr"], 2),
+        "psnr_n2a": round(score(res.output, sref, mask)["psnr"], 2),
+        "environment": environment(policy),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in out.items() if k not in ("config", "environment")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
