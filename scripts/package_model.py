@@ -18,3 +18,26 @@ shutil.copyfile(src, dest)
 manifest = {dest.name: sha256(dest)}
 (dest_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 print(f"packaged {src} -> {dest} ({manifest[dest.name][:12]})")
+
+# the loss curve for the model card (docs/, not the package)
+losses_path = src.with_suffix(".losses.json")
+if losses_path.is_file():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    losses = np.asarray(json.loads(losses_path.read_text()))
+    k = 50
+    smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.semilogy(losses, color="0.8", lw=0.5, label="per step")
+    ax.semilogy(np.arange(k - 1, len(losses)), smooth, color="C0", label=f"mean of {k}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("masked MSE (normalized units)")
+    ax.legend()
+    fig.tight_layout()
+    out = Path(__file__).resolve().parents[1] / "docs" / "pretrain_loss.png"
+    fig.savefig(out, dpi=110)
+    print(f"loss curve -> {out}")

@@ -130,6 +130,8 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     reps = validate_inputs(reps, mask)
     average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
     mask = auto_mask(average) if mask is None else mask.astype(bool)
+    if not mask.any():
+        raise InputError("no foreground found for an automatic mask; pass a mask")
     sigma = estimate_sigma(reps, mask)
     nmap = noise_map(reps, mask)
 

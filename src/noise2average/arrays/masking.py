@@ -8,13 +8,14 @@ from scipy import ndimage
 
 def auto_mask(image: np.ndarray) -> np.ndarray:
     """Foreground mask of a magnitude image: the smoothed image above 0.4 x its Otsu threshold
-    (dark CSF and skull sit below Otsu in T1w) and above twice the background's median,
+    (dark CSF and skull sit below Otsu in T1w) and above twice the median of the voxels below
+    Otsu (the background noise floor; capped at Otsu for images without background),
     connected components of at least 5 % of the largest one, holes filled. It keeps the head, not only the brain: pass a brain mask
     (e.g. from BET or SynthStrip) for statistics restricted to the brain."""
     sm = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
     vals = sm[sm > np.percentile(sm, 2)]
     otsu = _otsu(vals)
-    thr = max(0.4 * otsu, 2.0 * float(np.median(vals[vals < otsu])))
+    thr = max(0.4 * otsu, min(otsu, 2.0 * float(np.median(vals[vals < otsu]))))
     fg = sm > thr
     labels, n = ndimage.label(fg)
     if n > 1:
