@@ -199,3 +199,37 @@ def test_pretrain_writes_a_loadable_model_and_resumes(tmp_path, mni_crop):
     assert main(base + ["--steps", "4", "--resume", "--force"]) == 0
     model, meta = load_model(out)
     assert json.loads(meta["steps_done"]) == 4 and model.config.width == 8
+
+
+def test_benchmark_runs_every_method_on_one_case(tmp_path, mni_crop):
+    t1, mask = mni_crop
+    ref = write_nifti(tmp_path / "t1.nii.gz", t1)
+    m = write_nifti(tmp_path / "m.nii.gz", mask.astype(np.uint8))
+    out = tmp_path / "bench"
+    methods = ["average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2a", "supervised"]
+    rc = main(["benchmark", "--reference", str(ref), "--mask", str(m), "--crop", "24",
+               "--steps", "2", "--iterations", "2", "--methods", *methods, "--threads", "1",
+               "--quiet", "-o", str(out)])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = {(r["method"], r["output"]): r for r in res["rows"]}
+    for meth in methods:
+        assert rows[(meth, "average")]["psnr"] > 0, meth
+        assert rows[(meth, "average")]["seconds"] >= 0 and rows[(meth, "average")]["peak_rss_gb"] > 0
+    assert ("n2a", "rep 1") in rows and ("n2a iter 2", "average") in rows
+    # every conventional denoiser improves on the plain average
+    for meth in ("nlmeans", "aonlm", "bm4d"):
+        assert rows[(meth, "average")]["psnr"] > rows[("average", "average")]["psnr"], meth
+    assert (out / "results.md").read_text().count("\n|") >= len(methods) + 3
+    assert (out / "results.png").stat().st_size > 10_000
+
+
+def test_classical_method_through_denoise(nifti_case):
+    d, reps, mask = nifti_case
+    out = d / "nlm.nii.gz"
+    assert main(["denoise", *map(str, reps), "-o", str(out), "--mask", str(mask),
+                 "--method", "nlmeans", "--quiet"]) == 0
+    side = json.loads((d / "nlm.json").read_text())
+    assert side["config"]["method"] == "nlmeans" and nib.load(str(out)).shape == (40, 40, 40)
+    assert main(["denoise", *map(str, reps), "-o", str(d / "x.nii.gz"), "--method", "bm4d",
+                 "--save-reps", "--quiet"]) == 2

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, help="denoised average (NIfTI)")
     d.add_argument("--mask", help="brain mask (NIfTI); default: a head mask from the average")
     d.add_argument("--method", default="n2a",
-                   help="n2a (default), n2n, supervised, pretrained, average")
+                   help="n2a (default), n2n, supervised, pretrained; conventional methods on the "
+                        "average: average, bm4d, aonlm, nlmeans")
     d.add_argument("--reference", help="clean reference (only for --method supervised)")
     d.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
     d.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
@@ -93,6 +94,21 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--crop", type=int, default=112, help="edge of the centred cube denoised (0: whole)")
     _add_runtime(m)
 
+    b = sub.add_parser("benchmark", help="simulate a case (protocol v1), run methods, score them")
+    b.add_argument("--reference", help="clean reference NIfTI (default: Colin27 ch2.nii.gz)")
+    b.add_argument("--mask", help="brain mask NIfTI (default: Colin27 ch2bet.nii.gz > 0)")
+    b.add_argument("--sigma", type=float, default=0.05)
+    b.add_argument("--reps", type=int, default=2)
+    b.add_argument("--echo", action="store_true")
+    b.add_argument("--methods", nargs="+", default=None,
+                   help="default: average nlmeans aonlm bm4d pretrained n2n n2a supervised")
+    b.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations scored")
+    b.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
+    b.add_argument("--crop", type=int, default=None, help="score a centred cube of this edge")
+    b.add_argument("--quick", action="store_true", help="--crop 64 and 100 steps: minutes, not hours")
+    b.add_argument("-o", "--output", required=True, help="output folder")
+    _add_runtime(b)
+
     e = sub.add_parser("evaluate", help="PSNR, SSIM, NMAE, sharpness against a clean reference")
     e.add_argument("images", nargs="+", metavar="IMAGE")
     e.add_argument("--reference", required=True)
@@ -122,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             from .workflows import demo
 
             demo(args)
+        elif args.command == "benchmark":
+            from .workflows import benchmark_files
+
+            benchmark_files(args)
         elif args.command == "evaluate":
             from .workflows import evaluate_files
 

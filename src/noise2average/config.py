@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from .errors import InputError
 
 LEARNED_METHODS = ("n2a", "n2n", "supervised", "pretrained")
-METHODS = LEARNED_METHODS + ("average",)
+CLASSICAL_METHODS = ("average", "bm4d", "aonlm", "nlmeans")
+METHODS = LEARNED_METHODS + CLASSICAL_METHODS
 
 
 @dataclass
@@ -19,8 +20,9 @@ class DenoiseConfig:
     ----------
     method
         ``n2a`` (Noise2Average, the paper's method), ``n2n`` (Noise2Noise), ``supervised``
-        (needs a clean reference; benchmark upper bound), ``pretrained`` (no fine-tuning) or
-        ``average`` (plain mean of the repetitions).
+        (needs a clean reference; benchmark upper bound), ``pretrained`` (no fine-tuning),
+        ``average`` (plain mean of the repetitions), or a conventional method on the average:
+        ``bm4d``, ``aonlm`` (ANTs DenoiseImage), ``nlmeans`` (DIPY).
     iterations
         Noise2Average iterations; each uses the previous result as the target (1 for the others).
     steps

@@ -13,7 +13,7 @@ import numpy as np
 from .arrays.masking import auto_mask
 from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
-from .config import DenoiseConfig
+from .config import CLASSICAL_METHODS, DenoiseConfig
 from .errors import InputError
 
 ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-like
@@ -38,7 +38,7 @@ class DenoiseResult:
     output
         The denoised average of the last iteration (zero or plain average outside the mask).
     denoised
-        Each denoised repetition of the last iteration (method ``average``: the inputs).
+        Each denoised repetition of the last iteration (conventional methods: the inputs).
     iterations
         The result of every iteration, in order.
     mask, noise_map
@@ -139,9 +139,12 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         out = np.where(mask, img, average if config.outside == "average" else 0)
         return out.astype(np.float32)
 
-    if config.method == "average":
-        return DenoiseResult(finish(average), list(reps), [finish(average)], mask, nmap, sigma,
-                             config=config, compute="numpy")
+    if config.method in CLASSICAL_METHODS:
+        from .methods import CLASSICAL
+
+        out = finish(CLASSICAL[config.method](reps, mask, sigma))
+        return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config,
+                             compute="cpu")
     if config.method == "supervised":
         if reference is None:
             raise InputError("method 'supervised' needs a clean reference image")

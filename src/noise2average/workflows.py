@@ -185,7 +185,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     ``config_changes`` are :class:`~noise2average.config.DenoiseConfig` fields; the
     left-right axis is read from the first repetition's affine unless given.
     """
-    from .config import DenoiseConfig
+    from .config import LEARNED_METHODS, DenoiseConfig
     from .io import nifti
     from .io.checkpoint_runs import RunCheckpoint
     from .pipeline import denoise
@@ -209,6 +209,8 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         inputs.append(Path(reference))
     if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
         raise InputError(f"--init {config.init}: no such model file")
+    if save_reps and config.method not in LEARNED_METHODS:
+        raise InputError(f"--save-reps: method {config.method!r} denoises the average only")
     n_iter = config.iterations if config.method == "n2a" else 1
     files = planned_outputs(out, len(arrays), n_iter, save_reps, save_iterations, save_noise_map)
     for f in files.values():
@@ -225,7 +227,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
     result = denoise(arrays, mask_arr, config, reference=ref_arr, resume=state,
-                     on_iteration=ckpt.save if config.method != "average" else None,
+                     on_iteration=ckpt.save if config.method in LEARNED_METHODS else None,
                      progress=None if quiet else lambda n, d: _progress(n, d, False))
     record = {
         "Description": f"noise2average {config.method} denoising",
@@ -258,49 +260,107 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     return result
 
 
-def simulate_files(args: argparse.Namespace) -> None:
-    """``n2a simulate``: protocol-v1 repetitions of any reference into a folder."""
-    from .arrays.masking import bounding_box
-    from .arrays.simulate import SimulationConfig, simulate
+def _reference_and_mask(reference, mask):
+    """Reference volume, mask and image from the given files, or Colin27 by default."""
     from .io import nifti
     from .io.templates import colin27_paths
 
-    cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
-    cfg.validate()
-    if bool(args.reference) != bool(args.mask):
+    if bool(reference) != bool(mask):
         raise InputError("give both --reference and --mask, or neither (Colin27 default)")
-    ref_path, mask_path = ((Path(args.reference), Path(args.mask)) if args.reference
-                           else colin27_paths())
-    if not args.reference and not ref_path.is_file():
+    ref_path, mask_path = (Path(reference), Path(mask)) if reference else colin27_paths()
+    if not reference and not ref_path.is_file():
         raise InputError(f"Colin27 not found at {ref_path}: install the Debian package "
                          "mricron-data or pass --reference and --mask")
     ref, img = nifti.load_volume(ref_path)
-    mask = nifti.load_mask(mask_path, ref.shape, img.affine)
+    mask_arr = nifti.load_mask(mask_path, ref.shape, img.affine)
+    return ref, mask_arr, img, ref_path, mask_path
+
+
+def simulate_case(ref, mask, img, cfg, crop: int | None):
+    """Protocol v1 on the whole volume, then an optional centred cube (so that motion and
+    resampling see the real surroundings). Returns reps, scaled reference, mask, the image whose
+    geometry the outputs take, and the record."""
+    from .arrays.masking import centred_cube
+    from .arrays.simulate import simulate
+
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    reps, scaled, record = simulate(ref, mask, zooms, cfg)
+    like = img
+    if crop:
+        sl = centred_cube(mask, crop)
+        reps, scaled, mask = [r[sl] for r in reps], scaled[sl], mask[sl]
+        like = img.slicer[sl]
+        record["crop"] = [[s.start, s.stop] for s in sl]
+    return reps, scaled, mask, like, record
+
+
+def simulate_files(args: argparse.Namespace) -> None:
+    """``n2a simulate``: protocol-v1 repetitions of any reference into a folder."""
+    from .arrays.simulate import SimulationConfig
+    from .io import nifti
+    from .io.atomic import write_text
+
+    cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
+    cfg.validate()
+    ref, mask, img, ref_path, mask_path = _reference_and_mask(args.reference, args.mask)
     outdir = Path(args.output)
     names = ["reference", "mask"] + [f"rep-{k}" for k in range(1, cfg.reps + 1)]
     files = {n: outdir / f"{n}.nii.gz" for n in names}
     files_json = outdir / "simulation.json"
     for f in list(files.values()) + [files_json]:
         _check_output(f, [ref_path, mask_path], args.force)
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    reps, scaled, record = simulate(ref, mask, zooms, cfg)
-    like = img
-    if args.crop:
-        box = bounding_box(mask)
-        centre = [(s.start + s.stop) // 2 for s in box]
-        sl = tuple(slice(max(0, c - args.crop // 2), max(0, c - args.crop // 2) + args.crop)
-                   for c in centre)
-        reps, scaled, mask = [r[sl] for r in reps], scaled[sl], mask[sl]
-        like = img.slicer[sl]
-        record["crop"] = [[s.start, s.stop] for s in sl]
+    reps, scaled, mask, like, record = simulate_case(ref, mask, img, cfg, args.crop)
     record.update(reference=str(ref_path), mask=str(mask_path))
     nifti.save_volume(files["reference"], scaled, like)
     nifti.save_volume(files["mask"], mask.astype(np.float32), like)
     for k, rep in enumerate(reps, 1):
         nifti.save_volume(files[f"rep-{k}"], rep, like)
-    from .io.atomic import write_text
-
     write_text(files_json, json.dumps(record, indent=2))
+
+
+def benchmark_files(args: argparse.Namespace) -> None:
+    """``n2a benchmark``: one simulated case, every method, one table, JSON and figure."""
+    from .arrays.simulate import SimulationConfig
+    from .benchmark import DEFAULT_METHODS, markdown_table, run_methods, score_runs
+    from .config import METHODS, DenoiseConfig
+    from .io.atomic import write_text
+    from .io.figures import slices_figure
+    from .provenance import environment
+
+    cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
+    cfg.validate()
+    methods = args.methods or list(DEFAULT_METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    crop = args.crop or (64 if args.quick else None)
+    changes = {"device": args.device, "precision": args.precision, "threads": args.threads,
+               "seed": args.seed}
+    if args.steps is not None or args.quick:
+        changes["steps"] = args.steps if args.steps is not None else 100
+    if args.iterations is not None:
+        changes["iterations"] = args.iterations
+    config = DenoiseConfig(**changes)
+    ref, mask, img, ref_path, mask_path = _reference_and_mask(args.reference, args.mask)
+    outdir = Path(args.output)
+    files = {k: outdir / f"results.{k}" for k in ("md", "json", "png")}
+    for f in files.values():
+        _check_output(f, [ref_path, mask_path], args.force)
+    reps, scaled, mask, _, record = simulate_case(ref, mask, img, cfg, crop)
+    runs = run_methods(reps, mask, scaled, methods, config)
+    rows = score_runs(runs, reps, scaled, mask)
+    argv = " ".join(["n2a", "benchmark"] + sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else ""
+    title = (f"Protocol v1, {ref_path.name}, sigma {cfg.sigma}, {cfg.reps} repetitions"
+             f"{', echo variant' if cfg.echo else ''}{f', centred {crop}^3 crop' if crop else ''}")
+    write_text(files["md"], f"## {title}\n\n`{argv}`\n\n" + markdown_table(rows))
+    write_text(files["json"], json.dumps({"title": title, "command": argv, "rows": rows,
+                                          "config": config.to_dict(), "simulation": record,
+                                          "environment": environment()}, indent=2))
+    vols = {"reference": scaled, "noisy rep 1": np.where(mask, reps[0], 0)}
+    vols.update({r.method: r.output for r in runs if r.output is not None})
+    slices_figure(files["png"], vols, reference=scaled)
+    if not args.quiet:
+        print(markdown_table(rows))
 
 
 def evaluate_files(args: argparse.Namespace) -> None:
@@ -328,7 +388,7 @@ def demo(args: argparse.Namespace) -> None:
     """``n2a demo``: the whole job on a template installed with the dependencies."""
     import nibabel as nib
 
-    from .arrays.masking import bounding_box
+    from .arrays.masking import centred_cube
     from .arrays.metrics import score
     from .arrays.simulate import SimulationConfig, simulate
     from .config import DenoiseConfig
@@ -349,9 +409,7 @@ def demo(args: argparse.Namespace) -> None:
           "benchmark it (see docs/benchmarks.md for an image the model never saw).")
     t1, mask, affine = mni152()
     if args.crop:
-        box = bounding_box(mask)
-        centre = [(s.start + s.stop) // 2 for s in box]
-        sl = tuple(slice(max(0, c - args.crop // 2), c - args.crop // 2 + args.crop) for c in centre)
+        sl = centred_cube(mask, args.crop)
         t1, mask = t1[sl], mask[sl]
         affine = nib.Nifti1Image(t1, affine).slicer[sl].affine
     reps, ref, record = simulate(t1, mask, (1.0, 1.0, 1.0), SimulationConfig(sigma=0.05, seed=args.seed))

@@ -42,3 +42,13 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     idx = np.nonzero(mask)
     return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + 1 + margin))
                  for i, s in zip(idx, mask.shape))
+
+
+def centred_cube(mask: np.ndarray, edge: int) -> tuple[slice, ...]:
+    """Slices of a cube of ``edge`` voxels centred on the mask's bounding box (clipped to the
+    volume)."""
+    out = []
+    for s, n in zip(bounding_box(mask), mask.shape):
+        start = min(max(0, (s.start + s.stop) // 2 - edge // 2), max(0, n - edge))
+        out.append(slice(start, min(n, start + edge)))
+    return tuple(out)

@@ -1,0 +1,98 @@
+"""Benchmark protocol v1 as a loop: the same simulated case through every method, scored the
+same way, each method in a fresh process so its wall time and peak memory are its own."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arrays.metrics import score
+from .config import DenoiseConfig
+
+DEFAULT_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a",
+                   "supervised")
+
+
+@dataclass
+class MethodRun:
+    method: str
+    output: np.ndarray
+    rep1: np.ndarray | None
+    iterations: list[np.ndarray]
+    seconds: float
+    peak_rss_gb: float
+    error: str | None = None
+
+
+def _run_one(method: str, reps, mask, reference, config: DenoiseConfig) -> MethodRun:
+    from .errors import InputError
+    from .pipeline import denoise
+
+    t0 = time.perf_counter()
+    try:
+        res = denoise(reps, mask, config.replace(method=method),
+                      reference=reference if method == "supervised" else None)
+    except InputError as exc:  # e.g. an optional package is missing
+        return MethodRun(method, None, None, [], 0.0, 0.0, str(exc))
+    seconds = time.perf_counter() - t0
+    learned = method in ("n2a", "n2n", "supervised", "pretrained")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return MethodRun(method, res.output, res.denoised[0] if learned else None,
+                     res.iterations if method == "n2a" else [], seconds, rss)
+
+
+def run_methods(reps: Sequence[np.ndarray], mask: np.ndarray, reference: np.ndarray,
+                methods: Sequence[str], config: DenoiseConfig,
+                isolate: bool = True) -> list[MethodRun]:
+    """Run each method on the same inputs; ``isolate`` runs each in a fresh spawned process."""
+    runs = []
+    for m in methods:
+        if isolate:
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+                runs.append(ex.submit(_run_one, m, list(reps), mask, reference, config).result())
+        else:
+            runs.append(_run_one(m, reps, mask, reference, config))
+    return runs
+
+
+def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference: np.ndarray,
+               mask: np.ndarray) -> list[dict]:
+    """One row per output: the noisy rep 1, each method's average output, its denoised rep 1
+    where it has one, and Noise2Average after each iteration."""
+    rows = [{"method": "noisy rep 1", "output": "rep 1",
+             **score(np.where(mask, reps[0], 0), reference, mask)}]
+    for r in runs:
+        if r.error:
+            rows.append({"method": r.method, "output": "skipped", "error": r.error})
+            continue
+        base = {"seconds": round(r.seconds, 1), "peak_rss_gb": round(r.peak_rss_gb, 2)}
+        rows.append({"method": r.method, "output": "average", **score(r.output, reference, mask),
+                     **base})
+        if r.rep1 is not None:
+            rows.append({"method": r.method, "output": "rep 1",
+                         **score(np.where(mask, r.rep1, 0), reference, mask)})
+        for i, img in enumerate(r.iterations, 1):
+            if len(r.iterations) > 1:
+                rows.append({"method": f"{r.method} iter {i}", "output": "average",
+                             **score(img, reference, mask)})
+    return rows
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    lines = ["| method | output | PSNR dB | SSIM | NMAE | sharpness | time s | peak GB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['method']} | skipped: {r['error']} | | | | | | |")
+            continue
+        t = r.get("seconds", "")
+        mem = r.get("peak_rss_gb", "")
+        lines.append(f"| {r['method']} | {r['output']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                     f"{r['nmae']:.4f} | {r['sharpness']:.3f} | {t} | {mem} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,12 @@
+"""Conventional comparison methods, all with one call shape:
+``method(reps, mask, sigma) -> image`` where ``sigma`` is one repetition's noise SD.
+
+They denoise the plain average of the repetitions (noise SD sigma / sqrt(N)), as a user with
+repeated scans would. The learned methods (n2a, n2n, supervised, pretrained) run through
+:func:`noise2average.pipeline.denoise`, which also dispatches to these, so a benchmark is a loop
+over method names.
+"""
+
+from .classical import CLASSICAL, EXTRAS
+
+__all__ = ["CLASSICAL", "EXTRAS"]
