@@ -36,6 +36,7 @@ def test_round_trip_keeps_geometry_and_writes_sidecars(nifti_case):
     assert side["config"]["lr_axis"] == 0
     assert len(side["inputs"]) == 3 and all(len(i["sha256"]) == 64 for i in side["inputs"])
     assert "torch" in side["environment"]
+    assert len(side["model"]["sha256"]) == 64 and side["model"]["init"] == "pretrained"
     for name in ("den_rep-1", "den_rep-2", "den_noisemap", "den_iter-1", "den_iter-2"):
         assert (d / "out" / f"{name}.nii.gz").is_file() and (d / "out" / f"{name}.json").is_file()
     assert not (d / "out" / "den.ckpt").exists()  # removed once the outputs are complete
@@ -233,3 +234,16 @@ def test_classical_method_through_denoise(nifti_case):
     assert side["config"]["method"] == "nlmeans" and nib.load(str(out)).shape == (40, 40, 40)
     assert main(["denoise", *map(str, reps), "-o", str(d / "x.nii.gz"), "--method", "bm4d",
                  "--save-reps", "--quiet"]) == 2
+
+
+def test_demo_writes_outputs_and_says_what_its_numbers_mean(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--crop", "32", "--steps", "2", "--threads", "1",
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "PRE-TRAINED ON THIS TEMPLATE" in text and "Noise2Average" in text
+    for name in ("reference", "rep-1", "rep-2", "average", "denoised"):
+        assert (out / f"{name}.nii.gz").is_file()
+    assert (out / "demo.png").stat().st_size > 10_000
+    side = json.loads((out / "denoised.json").read_text())
+    assert side["scores"]["Noise2Average"]["psnr"] > side["scores"]["noisy rep 1"]["psnr"]

@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="default: average nlmeans aonlm bm4d pretrained n2n n2a supervised")
     b.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations scored")
     b.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
+    b.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate")
+    b.add_argument("--init", default=None, help="initial model (default: the shipped one)")
     b.add_argument("--crop", type=int, default=None, help="score a centred cube of this edge")
     b.add_argument("--quick", action="store_true", help="--crop 64 and 100 steps: minutes, not hours")
     b.add_argument("-o", "--output", required=True, help="output folder")

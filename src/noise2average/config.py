@@ -53,7 +53,7 @@ class DenoiseConfig:
     method: str = "n2a"
     iterations: int = 2
     steps: int = 200
-    lr: float = 1e-4
+    lr: float = 2e-4
     batch_size: int = 1
     patch_size: int = 32
     restart: bool = True

@@ -151,6 +151,16 @@ def lr_axis(affine: np.ndarray) -> int:
     return next(i for i, c in enumerate(codes) if c in ("L", "R"))
 
 
+def _model_identity(config) -> dict:
+    """Which weights a learned run started from, with their SHA-256."""
+    from .io.weights import packaged_path, sha256
+
+    if config.init == "scratch":
+        return {"init": "scratch", "preset": config.preset}
+    path = packaged_path("t1w") if config.init == "pretrained" else Path(config.init)
+    return {"init": config.init, "file": path.name, "sha256": sha256(path)}
+
+
 def config_changes_from_args(args: argparse.Namespace) -> dict:
     """DenoiseConfig fields that the command line sets (the rest keep their defaults)."""
     changes = {"method": args.method, "init": args.init, "restart": not args.continue_weights,
@@ -235,6 +245,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in inputs],
         "environment": environment(),
         "compute": result.compute,
+        "model": _model_identity(config) if config.method in LEARNED_METHODS else None,
         "mask": "given" if mask_arr is not None else "automatic head mask of the average",
         "noise_sigma_estimate": result.sigma,
         "history": [{k: v for k, v in h.items() if k != "losses"} |
@@ -338,8 +349,9 @@ def benchmark_files(args: argparse.Namespace) -> None:
                "seed": args.seed}
     if args.steps is not None or args.quick:
         changes["steps"] = args.steps if args.steps is not None else 100
-    if args.iterations is not None:
-        changes["iterations"] = args.iterations
+    for key in ("iterations", "lr", "init"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     config = DenoiseConfig(**changes)
     ref, mask, img, ref_path, mask_path = _reference_and_mask(args.reference, args.mask)
     outdir = Path(args.output)
@@ -410,8 +422,8 @@ def demo(args: argparse.Namespace) -> None:
     t1, mask, affine = mni152()
     if args.crop:
         sl = centred_cube(mask, args.crop)
-        t1, mask = t1[sl], mask[sl]
         affine = nib.Nifti1Image(t1, affine).slicer[sl].affine
+        t1, mask = t1[sl], mask[sl]
     reps, ref, record = simulate(t1, mask, (1.0, 1.0, 1.0), SimulationConfig(sigma=0.05, seed=args.seed))
     cfg = DenoiseConfig(device=args.device, precision=args.precision, threads=args.threads,
                         seed=args.seed, **({"steps": args.steps} if args.steps is not None else {}))
