@@ -37,17 +37,12 @@ def conv_peak(policy, threads: int, seconds: float = 6.0) -> float:
 
 
 def processed_voxels(mask, block: int, radius: int) -> int:
+    """Voxels the network actually runs on in one pass: every core with its halo."""
     from noise2average.arrays.masking import bounding_box
-    from noise2average.nn.patches import block_origins
+    from noise2average.nn.patches import block_grid
 
-    box = bounding_box(mask)
-    block = min(block, max(s.stop - s.start for s in box))
-    total = 0
-    for o in block_origins(box, block, 8):
-        core = tuple(slice(a, min(a + block, s)) for a, s in zip(o, mask.shape))
-        if mask[core].any():
-            total += int(np.prod([c.stop - c.start + 2 * radius for c in core]))
-    return total
+    return sum(int(np.prod([c.stop - c.start + 2 * radius for c in core]))
+               for core in block_grid(bounding_box(mask), block, 8) if mask[core].any())
 
 
 def main() -> None:

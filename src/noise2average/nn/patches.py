@@ -66,17 +66,19 @@ class PatchSampler:
                 np.ascontiguousarray(np.stack(ws)))
 
 
-def block_origins(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[int, ...]]:
-    """Corners of cores of edge ``block`` tiling ``box`` with at least ``overlap`` overlap."""
+def block_grid(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[slice, ...]]:
+    """Cores tiling ``box``: per axis the fewest cores of at most ``block`` voxels that overlap
+    by at least ``overlap``, all of one balanced length (less padding work than fixed cubes)."""
     axes = []
     for s in box:
         n = s.stop - s.start
         if n <= block:
-            axes.append([s.start])
+            axes.append([slice(s.start, s.stop)])
             continue
-        count = int(np.ceil((n - overlap) / (block - overlap)))
-        starts = np.linspace(s.start, s.stop - block, count).round().astype(int)
-        axes.append(sorted(set(starts.tolist())))
+        k = int(np.ceil((n - overlap) / (block - overlap)))
+        length = int(np.ceil((n + overlap * (k - 1)) / k))
+        starts = np.linspace(s.start, s.stop - length, k).round().astype(int)
+        axes.append([slice(int(a), int(a) + length) for a in starts])
     for i in axes[0]:
         for j in axes[1]:
             for k in axes[2]:
@@ -104,11 +106,8 @@ def predict_volume(forward: Callable[[torch.Tensor], torch.Tensor], volume: np.n
     shape = volume.shape[1:]
     out = np.zeros((c_out,) + shape, np.float32)
     wsum = np.zeros(shape, np.float32)
-    box = bounding_box(mask)
-    block = min(block, max(s.stop - s.start for s in box))
     padded = np.pad(volume, ((0, 0),) + ((radius, radius),) * 3, mode="reflect")
-    for o in block_origins(box, block, overlap):
-        core = tuple(slice(a, min(a + block, s)) for a, s in zip(o, shape))
+    for core in block_grid(bounding_box(mask), block, overlap):
         if not mask[core].any():
             if progress:
                 progress(1)
@@ -132,9 +131,7 @@ def predict_volume(forward: Callable[[torch.Tensor], torch.Tensor], volume: np.n
 
 
 def count_blocks(mask: np.ndarray, block: int, overlap: int) -> int:
-    box = bounding_box(mask)
-    block = min(block, max(s.stop - s.start for s in box))
-    return sum(1 for _ in block_origins(box, block, overlap))
+    return sum(1 for _ in block_grid(bounding_box(mask), block, overlap))
 
 
 def block_centres(mask: np.ndarray, patch: int) -> np.ndarray:
