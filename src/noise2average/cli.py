@@ -119,35 +119,19 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+HANDLERS = {"denoise": "denoise_files", "pretrain": "pretrain_files", "simulate": "simulate_files",
+            "demo": "demo", "benchmark": "benchmark_files", "evaluate": "evaluate_files"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .errors import InputError
 
     try:
-        if args.command == "denoise":
-            from .workflows import denoise_files
+        # every subcommand has one handler in .workflows, imported only when it runs
+        from . import workflows
 
-            denoise_files(args)
-        elif args.command == "pretrain":
-            from .workflows import pretrain_files
-
-            pretrain_files(args)
-        elif args.command == "simulate":
-            from .workflows import simulate_files
-
-            simulate_files(args)
-        elif args.command == "demo":
-            from .workflows import demo
-
-            demo(args)
-        elif args.command == "benchmark":
-            from .workflows import benchmark_files
-
-            benchmark_files(args)
-        elif args.command == "evaluate":
-            from .workflows import evaluate_files
-
-            evaluate_files(args)
+        getattr(workflows, HANDLERS[args.command])(args)
     except InputError as exc:
         print(f"n2a {args.command}: error: {exc}", file=sys.stderr)
         return 2
