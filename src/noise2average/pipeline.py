@@ -121,7 +121,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     import torch
 
     from .nn.device import resolve_policy
-    from .nn.engine import denoise_volume, fit
+    from .nn.engine import denoise_volume, fit, inference_blocks
     from .nn.patches import PatchSampler, block_centres
     from .nn.strategies import residual_pairs
 
@@ -190,8 +190,6 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
                 bar.close()
             rec.update(train_seconds=round(state.seconds, 2), losses=state.losses)
         t0 = time.perf_counter()
-        from .nn.engine import inference_blocks
-
         bar = progress(len(reps) * inference_blocks(mask, config.block_size, flip_axis is not None),
                        f"infer {it}/{n_iter}") if progress else None
         denoised = []
