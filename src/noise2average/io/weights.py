@@ -3,7 +3,6 @@ provenance in the file's metadata, and the packaged pre-trained models with chec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from importlib import resources
@@ -14,6 +13,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import InputError
 from ..nn.models import ModelConfig, MUNet
+from ..provenance import file_sha256 as sha256
 from .atomic import atomic_path
 
 #: Packaged models: name -> file in ``noise2average/weights`` (and its SHA-256 in manifest.json).
@@ -54,14 +54,6 @@ def packaged_path(name: str = "t1w") -> Path:
     if name not in PACKAGED:
         raise InputError(f"no packaged model {name!r}; available: {sorted(PACKAGED)}")
     return Path(str(resources.files("noise2average") / "weights" / PACKAGED[name]))
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_packaged(name: str = "t1w") -> tuple[MUNet, dict]:
