@@ -19,20 +19,52 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     try:
-        img = nib.load(str(path))
-        img.header.get_data_shape()
+        with np.errstate(all="ignore"):  # NaN quaternions etc. are judged below, not warned
+            img = nib.load(str(path))
+            img.header.get_data_shape()
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise InputError(f"cannot read {path} as NIfTI: {exc}") from exc
+        raise InputError(f"cannot read {path} as NIfTI: {_brief(exc)}") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{path} is not a NIfTI image")
     return img
 
 
+def _brief(exc: BaseException) -> str:
+    """An exception's text on one line (nibabel's messages span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _check_voxel_type(img: nib.Nifti1Image, path: Path) -> None:
+    """One real number per voxel: RGB, untyped and complex voxels are refused, not cut."""
+    dt = img.get_data_dtype()
+    if dt.names or dt.kind == "V":
+        kind = "RGB" if dt.names else f"untyped ({dt})"
+        raise InputError(f"{path} holds {kind} voxels; expected a grey-level image")
+    if dt.kind == "c":
+        raise InputError(f"{path} holds complex voxels; give the magnitude image")
+
+
+def _check_geometry(img: nib.Nifti1Image, path: Path) -> None:
+    """A finite, invertible voxel-to-world affine and positive voxel sizes."""
+    aff = np.asarray(img.affine, dtype=np.float64)
+    if (aff.shape != (4, 4) or not np.isfinite(aff).all()
+            or abs(np.linalg.det(aff[:3, :3])) < 1e-12):
+        raise InputError(f"{path} has a non-finite or singular voxel-to-world affine "
+                         "(check its sform/qform)")
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    if not np.isfinite(zooms).all() or (zooms <= 0).any():
+        raise InputError(f"{path} has invalid voxel sizes {tuple(zooms.tolist())} (pixdim); "
+                         "expected positive numbers")
+
+
 def _as_float(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    _check_voxel_type(img, path)
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> Inf, refused later
+            data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
-        raise InputError(f"cannot read the voxels of {path}: {exc}") from exc
+        raise InputError(f"cannot read the voxels of {path}: {_brief(exc)}") from exc
     return data
 
 
@@ -47,6 +79,7 @@ def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, nib
         raise InputError(f"{path} is {len(img.shape)}D {tuple(img.shape)}; expected a {ndim}D image")
     if min(shape) < 1 or (ndim == 3 and min(shape) < 2):
         raise InputError(f"{path} has an empty or degenerate shape {tuple(img.shape)}")
+    _check_geometry(img, path)
     data = _as_float(img, path).reshape(shape)
     if not np.isfinite(data).all():
         raise InputError(f"{path} contains NaN or Inf voxels")
@@ -69,13 +102,14 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, ...],
     """Boolean mask (voxels > 0) on the given grid; empty or mismatched masks are refused."""
     path = Path(path)
     img = load_image(path)
-    data = _as_float(img, path)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.shape != tuple(shape):
-        raise InputError(f"mask {path} has shape {data.shape} but the images have {tuple(shape)}")
+    mshape = tuple(img.shape)
+    if len(mshape) == 4 and mshape[3] == 1:
+        mshape = mshape[:3]
+    if mshape != tuple(shape):  # from the header: a wrong mask is refused before it is read
+        raise InputError(f"mask {path} has shape {mshape} but the images have {tuple(shape)}")
     if affine is not None and not np.allclose(img.affine, affine, atol=AFFINE_ATOL_MM, rtol=0):
         raise InputError(f"mask {path} is not on the images' grid (different affine)")
+    data = _as_float(img, path).reshape(mshape)
     mask = np.nan_to_num(data) > 0
     if not mask.any():
         raise InputError(f"mask {path} is empty")

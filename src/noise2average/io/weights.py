@@ -17,7 +17,7 @@ from ..provenance import file_sha256 as sha256
 from .atomic import atomic_path
 
 #: Packaged models: name -> file in ``noise2average/weights`` (and its SHA-256 in manifest.json).
-PACKAGED = {"t1w": "t1w-cpu.safetensors"}
+PACKAGED = {"t1w": "t1w-cpu.safetensors", "dwi": "dwi-cpu.safetensors"}
 
 
 def save_model(path: str | os.PathLike, model: MUNet, metadata: dict | None = None) -> None:
@@ -39,15 +39,38 @@ def load_model(path: str | os.PathLike) -> tuple[MUNet, dict]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
+    _check_safetensors_layout(path)
     try:
         meta = read_metadata(path)
         config = ModelConfig(**json.loads(meta["config"]))
         state = load_file(str(path))
-    except (KeyError, ValueError, OSError, Exception) as exc:  # safetensors raises its own types
-        raise InputError(f"not a noise2average model file: {path} ({exc})") from exc
-    model = MUNet(config)
-    model.load_state_dict(state)
+        # compare shapes on the meta device first: a crafted config allocates nothing
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in MUNet(config).state_dict().items()}
+        if expected != {k: tuple(v.shape) for k, v in state.items()}:
+            raise ValueError("its tensors do not match the architecture in its metadata")
+        model = MUNet(config)
+        model.load_state_dict(state)
+    except Exception as exc:  # safetensors, json, dataclass and torch raise their own types
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputError(f"not a noise2average model file: {path} ({text})") from exc
     return model, meta
+
+
+def _check_safetensors_layout(path: Path) -> None:
+    """Refuse anything that is not laid out as safetensors (8-byte header length, then a JSON
+    header) before a parser sees it, and name PyTorch pickles, which are never unpickled."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) == 9 and 2 <= n <= size - 8 and head[8:9] == b"{":
+        return
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        raise InputError(f"{path} is a PyTorch/pickle checkpoint; noise2average loads only "
+                         ".safetensors weights, which cannot run code (convert it with "
+                         "safetensors.torch.save_file)")
+    raise InputError(f"not a noise2average model file: {path} (not in safetensors format)")
 
 
 def packaged_path(name: str = "t1w") -> Path:
