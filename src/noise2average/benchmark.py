@@ -8,7 +8,7 @@ import resource
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,23 +28,46 @@ class MethodRun:
     seconds: float
     peak_rss_gb: float
     error: str | None = None
+    history: list[dict] = field(default_factory=list)
+    selected_iteration: int = 1
 
 
-def _run_one(method: str, reps, mask, reference, config: DenoiseConfig) -> MethodRun:
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``NAME[:key=value,...]`` -> (method, DenoiseConfig changes), e.g.
+    ``n2a:align=register,iterations=4`` or ``bm4d:align=register``."""
+    from .errors import InputError
+
+    method, _, opts = spec.partition(":")
+    changes: dict = {}
+    types = {f: type(v) for f, v in DenoiseConfig().to_dict().items() if v is not None}
+    for item in filter(None, opts.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in types or key == "method":
+            raise InputError(f"method spec {spec!r}: {item!r} is not a DenoiseConfig key=value")
+        cast = types[key]
+        changes[key] = (value.lower() in ("1", "true", "yes")) if cast is bool else cast(value)
+    return method, changes
+
+
+def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodRun:
     from .errors import InputError
     from .pipeline import denoise
 
+    method, changes = parse_spec(spec)
     t0 = time.perf_counter()
     try:
-        res = denoise(reps, mask, config.replace(method=method),
+        res = denoise(reps, mask, config.replace(method=method, **changes),
                       reference=reference if method == "supervised" else None)
     except InputError as exc:  # e.g. an optional package is missing
-        return MethodRun(method, None, None, [], 0.0, 0.0, str(exc))
+        return MethodRun(spec, None, None, [], 0.0, 0.0, str(exc))
     seconds = time.perf_counter() - t0
     learned = method in ("n2a", "n2n", "supervised", "pretrained")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    return MethodRun(method, res.output, res.denoised[0] if learned else None,
-                     res.iterations if method == "n2a" else [], seconds, rss)
+    return MethodRun(spec, res.output, res.denoised[0] if learned else None,
+                     res.iterations if method == "n2a" else [], seconds, rss,
+                     history=[{k: v for k, v in h.items() if k not in ("losses", "frames")}
+                              for h in res.history],
+                     selected_iteration=res.selected_iteration)
 
 
 def run_methods(reps: Sequence[np.ndarray], mask: np.ndarray, reference: np.ndarray,
@@ -79,8 +102,10 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
                          **score(np.where(mask, r.rep1, 0), reference, mask)})
         for i, img in enumerate(r.iterations, 1):
             if len(r.iterations) > 1:
+                diag = next((h for h in r.history if h.get("iteration") == i), {})
                 rows.append({"method": f"{r.method} iter {i}", "output": "average",
-                             **score(img, reference, mask)})
+                             **score(img, reference, mask),
+                             **{k: diag[k] for k in ("cross_mse", "residual_corr") if k in diag}})
     return rows
 
 

@@ -9,7 +9,8 @@ from .errors import InputError
 
 LEARNED_METHODS = ("n2a", "n2n", "supervised", "pretrained")
 CLASSICAL_METHODS = ("average", "bm4d", "aonlm", "nlmeans")
-METHODS = LEARNED_METHODS + CLASSICAL_METHODS
+DWI_METHODS = ("mppca", "dwidenoise", "patch2self")  # 4D diffusion series only
+METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
 
 
 @dataclass
@@ -22,7 +23,9 @@ class DenoiseConfig:
         ``n2a`` (Noise2Average, the paper's method), ``n2n`` (Noise2Noise), ``supervised``
         (needs a clean reference; benchmark upper bound), ``pretrained`` (no fine-tuning),
         ``average`` (plain mean of the repetitions), or a conventional method on the average:
-        ``bm4d``, ``aonlm`` (ANTs DenoiseImage), ``nlmeans`` (DIPY).
+        ``bm4d``, ``aonlm`` (ANTs DenoiseImage), ``nlmeans`` (DIPY); for diffusion series only
+        (:func:`noise2average.diffusion.denoise_dwi`): ``mppca`` (DIPY), ``dwidenoise``
+        (MRtrix3), ``patch2self`` (DIPY).
     iterations
         Noise2Average iterations; each uses the previous result as the target (1 for the others).
     steps
@@ -44,8 +47,23 @@ class DenoiseConfig:
         Left-right flip augmentation in training and flip averaging at inference.
     lr_axis
         Voxel axis that runs left-right (the file layer reads it from the affine).
+    voxel_size
+        Voxel size in mm (the file layer reads it from the header); the re-registration of
+        ``align='register'`` is rigid in mm, not in voxels.
     outside
         Voxels outside the mask: ``zero`` (as the paper) or ``average`` (plain average kept).
+    align
+        ``none``: average the repetitions as they are (the paper); ``register``: learned
+        methods register the denoised repetitions to each other (sub-voxel rigid) after every
+        iteration, average them in rep 1's frame and give every repetition its target in its
+        own frame; conventional methods register the noisy repetitions before averaging.
+    target
+        Noise2Average's target for repetition k: ``average`` of all denoised repetitions (the
+        paper) or ``others``, the average of the other ones (leave-one-out).
+    stopping
+        ``fixed``: run ``iterations`` iterations; ``cross``: stop when the cross error (how
+        well the other denoised repetitions predict each noisy one) stops falling, and keep
+        the best iteration (``iterations`` is then the maximum).
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -63,7 +81,11 @@ class DenoiseConfig:
     block_size: int = 96
     flip: bool = True
     lr_axis: int = 0
+    voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
     outside: str = "zero"
+    align: str = "none"
+    target: str = "average"
+    stopping: str = "fixed"
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -86,6 +108,14 @@ class DenoiseConfig:
             raise InputError(f"sampling must be 'mask' or 'blocks', got {self.sampling!r}")
         if self.outside not in ("zero", "average"):
             raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
+        for name, allowed in (("align", ("none", "register")), ("target", ("average", "others")),
+                              ("stopping", ("fixed", "cross"))):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        if len(self.voxel_size) != 3 or not all(v > 0 for v in self.voxel_size):
+            raise InputError(f"voxel_size must be 3 positive sizes (mm), got {self.voxel_size}")
+        self.voxel_size = tuple(float(v) for v in self.voxel_size)
         if self.lr_axis not in (0, 1, 2):
             raise InputError(f"lr_axis must be 0, 1 or 2, got {self.lr_axis}")
 

@@ -26,7 +26,8 @@ class RunCheckpoint:
 
     def _identity(self) -> dict:
         cfg = {k: v for k, v in self.config.to_dict().items() if k not in RUNTIME_FIELDS}
-        return {"config": cfg, "inputs": self.inputs}
+        # as JSON gives it back (tuples become lists), so a saved identity compares equal
+        return json.loads(json.dumps({"config": cfg, "inputs": self.inputs}))
 
     def exists(self) -> bool:
         return (self.dir / "state.json").is_file()

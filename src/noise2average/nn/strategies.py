@@ -4,7 +4,8 @@ Every strategy trains the same network on pairs (z_k, residual_k) where z_k is r
 its own mask normalization and residual_k = norm_k(T_k) - z_k for an image-space target T_k:
 
 - ``n2a`` (Noise2Average): T_k = the current target (the plain average at iteration 1, the
-  previous iteration's result after that) for every k;
+  previous iteration's result after that) for every k, or one target per repetition when the
+  pipeline forms them in each repetition's own frame (``align='register'``, ``target='others'``);
 - ``n2n`` (Noise2Noise): T_k = the average of the other repetitions (I_2 for I_1 when N = 2);
 - ``supervised``: T_k = the clean reference.
 """
@@ -15,15 +16,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..arrays.channels import channels_first
 from ..arrays.normalize import Norm
 
 
-def image_targets(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
+def image_targets(method: str, reps: Sequence[np.ndarray],
+                  current: np.ndarray | Sequence[np.ndarray],
                   reference: np.ndarray | None = None) -> list[np.ndarray]:
-    """Image-space target T_k of each repetition."""
+    """Image-space target T_k of each repetition (``current``: one array or one per rep)."""
     n = len(reps)
     if method == "n2a":
-        return [current] * n
+        return list(current) if isinstance(current, (list, tuple)) else [current] * n
     if method == "n2n":
         total = np.sum(reps, axis=0)
         return [((total - r) / (n - 1)).astype(np.float32) for r in reps]
@@ -35,12 +38,13 @@ def image_targets(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
 
 
 def residual_pairs(method: str, reps: Sequence[np.ndarray], norms: Sequence[Norm],
-                   current: np.ndarray, reference: np.ndarray | None = None
+                   current: np.ndarray | Sequence[np.ndarray], reference: np.ndarray | None = None
                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Normalized inputs z_k and residual targets, each (1, X, Y, Z)."""
+    """Normalized inputs z_k and residual targets, each channels first: (1, X, Y, Z) for 3D
+    repetitions, (C, X, Y, Z) for channels-last (X, Y, Z, C) ones."""
     inputs, targets = [], []
     for rep, norm, tgt in zip(reps, norms, image_targets(method, reps, current, reference)):
         z = norm.forward(rep)
-        inputs.append(z[None])
-        targets.append((norm.forward(tgt) - z)[None])
+        inputs.append(channels_first(z))
+        targets.append(channels_first(norm.forward(tgt) - z))
     return inputs, targets

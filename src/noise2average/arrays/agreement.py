@@ -1,0 +1,76 @@
+"""What the repetitions say about the result, without a clean reference.
+
+After an iteration every repetition k has a noisy input y_k and a denoised version d_k, all on
+rep 1's grid (after the sub-voxel re-registration when it is on). Three quantities follow:
+
+- the *uncertainty map*: the local standard error of the mean of the d_k - where the denoised
+  repetitions disagree, the result rests on the network more than on the data;
+- the *cross error* of an iteration: how well the denoised OTHER repetitions predict each noisy
+  y_j, mean_j mean_mask (mean_{k != j} d_k - y_j)^2. Its expectation is the error of the
+  estimate plus the noise variance of y_j (a constant), as long as d_k does not depend on the
+  noise of y_j; it is the stopping statistic that ``stopping='cross'`` minimizes. Noise2Average
+  trains d_k towards a target that contains y_j, so the independence is only approximate; the
+  benchmark (docs/benchmarks.md) measures how well it tracks the true error;
+- the *residual correlation*: the correlation between the residuals y_k - d_k of different
+  repetitions. Noise is independent between repetitions, anatomy is not: a positive value means
+  the denoiser removed anatomy (blur) from every repetition alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+
+def uncertainty_map(denoised: Sequence[np.ndarray], mask: np.ndarray,
+                    radius: float = 1.0) -> np.ndarray:
+    """Local standard error of the mean of the denoised repetitions (0 outside the mask).
+
+    The per-voxel sample variance across repetitions is smoothed by a Gaussian of ``radius``
+    voxels (with N = 2 a single voxel's variance has one degree of freedom) and divided by N.
+    """
+    stack = np.stack([np.asarray(d, np.float32) for d in denoised])
+    n = stack.shape[0]
+    var = stack.var(axis=0, ddof=1)
+    if radius > 0:
+        var = ndimage.gaussian_filter(var, radius)
+    out = np.sqrt(np.maximum(var, 0) / n).astype(np.float32)
+    out[~mask] = 0
+    return out
+
+
+def iteration_diagnostics(noisy: Sequence[np.ndarray], others: Sequence[np.ndarray],
+                          residuals: Sequence[np.ndarray], denoised: Sequence[np.ndarray],
+                          mask: np.ndarray) -> dict[str, float]:
+    """Cross error, residual correlation and disagreement of one iteration (see module text).
+
+    Parameters
+    ----------
+    noisy, others
+        Each noisy repetition y_j and the mean of the other denoised repetitions resampled onto
+        y_j's own frame (no resampling of noisy data, which would change its variance).
+    residuals, denoised
+        y_k - d_k and d_k of every repetition, all resampled onto one common frame.
+    mask
+        Voxels scored.
+    """
+    cross = float(np.mean([np.mean((np.asarray(o, np.float64)[mask] - y[mask]) ** 2)
+                           for y, o in zip(noisy, others)]))
+    res = np.stack([np.asarray(r, np.float64)[mask].ravel() for r in residuals])  # 4D: flat
+    res -= res.mean(axis=1, keepdims=True)
+    norms = np.sqrt((res ** 2).sum(axis=1)) + 1e-12
+    n = len(res)
+    corr = [float((res[a] * res[b]).sum() / (norms[a] * norms[b]))
+            for a in range(n) for b in range(a + 1, n)]
+    d = np.stack([np.asarray(a, np.float64)[mask].ravel() for a in denoised])
+    return {"cross_mse": cross,
+            "residual_corr": float(np.mean(corr)),
+            "disagreement": float(np.sqrt(np.mean(d.var(axis=0, ddof=1))))}
+
+
+def best_iteration(history: Sequence[dict], key: str = "cross_mse") -> int:
+    """1-based iteration with the smallest ``key`` (the first one on ties)."""
+    values = [h[key] for h in history]
+    return int(np.argmin(values)) + 1

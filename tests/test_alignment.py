@@ -1,0 +1,134 @@
+"""Issue 4 pieces: re-registration of the repetitions inside the denoiser (frames), the
+uncertainty map, the reference-free diagnostics and the cross-error stopping rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from noise2average.arrays.agreement import best_iteration, iteration_diagnostics, uncertainty_map
+from noise2average.arrays.frames import Frames
+from noise2average.arrays.registration import apply_rigid, rigid_from_euler
+from noise2average.cli import main
+from noise2average.config import DenoiseConfig
+from noise2average.pipeline import denoise
+
+
+def _shifted_pair(t1, mask, rng, sigma=0.03):
+    """rep 1 and a copy moved by a known sub-voxel rigid transform, both noisy."""
+    move = rigid_from_euler((0.4, -0.3, 0.2), (0.35, -0.25, 0.3))
+    clean2 = apply_rigid(t1, move)
+    noise = [sigma * rng.standard_normal(t1.shape).astype(np.float32) for _ in range(2)]
+    return [t1 + noise[0], clean2 + noise[1]], move
+
+
+def test_frames_recover_a_sub_voxel_motion_and_map_between_reps(mni_crop):
+    t1, mask = mni_crop
+    t1 = t1 / np.percentile(t1[mask], 99)
+    (a, b), move = _shifted_pair(t1, mask, np.random.default_rng(0), sigma=0.01)
+    frames = Frames(2)
+    assert frames.shifts(mask) == [0.0, 0.0]
+    frames.update([a, b], mask)
+    # the pull matrix of rep 2 undoes the motion: M_2 @ move = identity (to 0.05 voxel)
+    residual = Frames(2, [np.eye(4), frames.matrices[1] @ move])
+    assert residual.shifts(mask)[1] < 0.05
+    assert 0.3 < frames.shifts(mask)[1] < 3
+    # rep 2 brought into rep 1's frame lines up with rep 1 better than before
+    inner = mask.copy()
+    inner[:4], inner[-4:], inner[:, :4], inner[:, -4:], inner[..., :4], inner[..., -4:] = (0,) * 6
+    before = np.mean((b - a)[inner] ** 2)
+    after = np.mean((frames.to_frame(b, 1, 0) - a)[inner] ** 2)
+    assert after < 0.7 * before
+    # and back: rep 1 into rep 2's frame is the inverse mapping
+    np.testing.assert_allclose(frames.pull(0, 1) @ frames.pull(1, 0), np.eye(4), atol=1e-9)
+
+
+def test_uncertainty_map_is_the_standard_error_of_the_mean():
+    rng = np.random.default_rng(1)
+    mask = np.zeros((24, 24, 24), bool)
+    mask[4:20, 4:20, 4:20] = True
+    truth = np.ones(mask.shape, np.float32)
+    ds = [truth + 0.1 * rng.standard_normal(mask.shape).astype(np.float32) for _ in range(4)]
+    unc = uncertainty_map(ds, mask, radius=2.0)
+    assert unc[~mask].max() == 0
+    # SD 0.1 per repetition -> standard error 0.05 for N = 4
+    assert abs(np.median(unc[mask]) - 0.05) < 0.006
+    same = uncertainty_map([truth, truth], mask)
+    assert same.max() == 0
+
+
+def test_diagnostics_see_blur_and_prefer_the_better_estimate(mni_crop):
+    from scipy import ndimage
+
+    t1, mask = mni_crop
+    t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
+    rng = np.random.default_rng(2)
+    noisy = [t1 + 0.05 * rng.standard_normal(t1.shape).astype(np.float32) for _ in range(2)]
+
+    def diag(denoised):
+        others = [denoised[1], denoised[0]]
+        return iteration_diagnostics(noisy, others, [y - d for y, d in zip(noisy, denoised)],
+                                     denoised, mask)
+
+    good = diag([t1, t1])
+    blurred_img = ndimage.gaussian_filter(t1, 1.5)
+    blurred = diag([blurred_img, blurred_img])
+    noisy_out = diag(noisy)
+    # the clean estimate has the lowest cross error; blur shows as correlated residuals
+    assert good["cross_mse"] < blurred["cross_mse"]
+    assert good["cross_mse"] < noisy_out["cross_mse"]
+    assert abs(good["residual_corr"]) < 0.05 < blurred["residual_corr"]
+    assert best_iteration([noisy_out, good, blurred]) == 2
+
+
+def test_pipeline_aligns_reports_and_stops(mni_crop):
+    t1, mask = mni_crop
+    t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
+    reps, _ = _shifted_pair(t1, mask, np.random.default_rng(3), sigma=0.05)
+    cfg = DenoiseConfig(steps=2, iterations=3, preset="tiny", init="scratch", threads=1,
+                        align="register", stopping="cross", patch_size=16, block_size=40)
+    res = denoise(reps, mask, cfg)
+    hist = res.history
+    assert all("cross_mse" in h and "residual_corr" in h for h in hist)
+    assert all(h["frame_shift_voxels"][1] > 0.3 for h in hist)
+    crosses = [h["cross_mse"] for h in hist]
+    # the rule keeps the iteration before the first rise (or the last one)
+    rise = next((i for i in range(1, len(crosses)) if crosses[i] >= crosses[i - 1]), None)
+    expected = rise if rise is not None else len(crosses)
+    assert res.selected_iteration == expected
+    np.testing.assert_array_equal(res.output, res.iterations[expected - 1])
+    assert res.uncertainty is not None and res.uncertainty.shape == mask.shape
+    assert np.all(res.uncertainty[~mask] == 0) and res.uncertainty[mask].max() > 0
+    with pytest.raises(Exception, match="align"):
+        DenoiseConfig(align="sideways")
+
+
+def test_cli_writes_the_uncertainty_map(nifti_case):
+    folder, paths, mpath = nifti_case
+    out = folder / "den.nii.gz"
+    rc = main(["denoise", *map(str, paths), "--mask", str(mpath), "-o", str(out), "--steps", "2",
+               "--iterations", "1", "--align", "register", "--save-uncertainty", "--threads", "1",
+               "--quiet", "--no-report"])
+    assert rc == 0
+    unc = folder / "den_uncertainty.nii.gz"
+    assert unc.is_file() and (folder / "den_uncertainty.json").is_file()
+    side = json.loads((folder / "den.json").read_text())
+    assert side["config"]["align"] == "register" and side["selected_iteration"] == 1
+    assert "frame_shift_voxels" in side["history"][0]
+    rc = main(["denoise", *map(str, paths), "-o", str(folder / "avg.nii.gz"), "--method",
+               "average", "--save-uncertainty", "--quiet"])
+    assert rc == 2 and not (folder / "avg.nii.gz").exists()
+
+
+def test_benchmark_method_specs():
+    from noise2average.benchmark import parse_spec
+    from noise2average.errors import InputError
+
+    assert parse_spec("bm4d") == ("bm4d", {})
+    assert parse_spec("n2a:align=register,iterations=4,flip=false") == (
+        "n2a", {"align": "register", "iterations": 4, "flip": False})
+    for bad in ("n2a:colour=red", "n2a:iterations", "n2a:method=n2n"):
+        with pytest.raises(InputError):
+            parse_spec(bad)
