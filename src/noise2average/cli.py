@@ -27,13 +27,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("denoise", help="denoise co-registered repetitions of one subject")
-    d.add_argument("reps", nargs="+", metavar="REP", help="2 or more co-registered NIfTI repetitions")
+    d.add_argument("reps", nargs="+", metavar="REP",
+                   help="2 or more co-registered NIfTI repetitions (or see --register)")
     d.add_argument("-o", "--output", required=True, help="denoised average (NIfTI)")
     d.add_argument("--mask", help="brain mask (NIfTI); default: a head mask from the average")
+    d.add_argument("--register", action="store_true",
+                   help="first register repetitions 2..N rigidly to repetition 1 and resample "
+                        "them onto its grid (for repetitions not aligned yet; grids may differ)")
     d.add_argument("--method", default="n2a",
                    help="n2a (default), n2n, supervised, pretrained; conventional methods on the "
-                        "average: average, bm4d, aonlm, nlmeans")
+                        "average: average, bm4d, aonlm, nlmeans; diffusion series only: mppca, "
+                        "dwidenoise, patch2self")
     d.add_argument("--reference", help="clean reference (only for --method supervised)")
+    d.add_argument("--bvals", nargs="+", metavar="BVALS",
+                   help="diffusion: FSL b-values of the 4D series (one file, or one per series)")
+    d.add_argument("--bvecs", nargs="+", metavar="BVECS",
+                   help="diffusion: FSL gradient directions (one file, or one per series)")
+    d.add_argument("--group-size", type=int, default=None,
+                   help="diffusion: channels per group, b0 + DWIs (default 7; 13 = b0 + 12)")
     d.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
     d.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
     d.add_argument("--lr", type=float, default=None, help="learning rate")
@@ -54,8 +65,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="voxels outside the mask: zero (default, as the paper) or the plain average")
     d.add_argument("--save-reps", action="store_true", help="also write each denoised repetition")
     d.add_argument("--save-iterations", action="store_true", help="also write each iteration's result")
+    d.add_argument("--align", choices=["none", "register"], default=None,
+                   help="register: after every iteration, register the denoised repetitions "
+                        "to each other (sub-voxel rigid), average them in rep 1's frame and "
+                        "give each repetition its target in its own frame; none: the paper")
+    d.add_argument("--target", choices=["average", "others"], default=None,
+                   help="Noise2Average target of repetition k: the average of all denoised "
+                        "repetitions (the paper) or of the others (leave-one-out)")
+    d.add_argument("--stopping", choices=["fixed", "cross"], default=None,
+                   help="fixed: run --iterations; cross: stop when the other repetitions' "
+                        "denoised images stop predicting each noisy one better, keep the best")
+    d.add_argument("--save-uncertainty", action="store_true",
+                   help="also write the uncertainty map (standard error of the mean of the "
+                        "denoised repetitions)")
     d.add_argument("--save-noise-map", action="store_true",
                    help="also write the noise map (sigma from the differences between repetitions)")
+    d.add_argument("--no-report", action="store_true",
+                   help="do not write the QC report (OUTPUT's stem + _report.html)")
     d.add_argument("--checkpoint", help="checkpoint folder (default: OUTPUT's name + .ckpt)")
     d.add_argument("--resume", action="store_true", help="continue from the checkpoint folder")
     _add_runtime(d)
@@ -71,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--patch", type=int, default=32)
     p.add_argument("--sigma-range", type=float, nargs=2, default=(0.01, 0.12), metavar=("LO", "HI"))
+    p.add_argument("--dwi", action="store_true",
+                   help="pre-train the diffusion network (b0 + DWIs) on the Colin27 tensor phantom")
+    p.add_argument("--group-size", type=int, default=7,
+                   help="--dwi: channels per group, b0 + DWIs (default 7)")
+    p.add_argument("--snr-range", type=float, nargs=2, default=(8.0, 40.0), metavar=("LO", "HI"),
+                   help="--dwi: b0 SNR range (default 8 40)")
     p.add_argument("--checkpoint", help="checkpoint folder (default: OUTPUT + .ckpt)")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--resume", action="store_true")
@@ -79,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="noisy repetitions of a clean reference (benchmark protocol v1)")
     s.add_argument("--reference", help="clean reference NIfTI (default: Colin27 ch2.nii.gz)")
     s.add_argument("--mask", help="brain mask NIfTI (default: Colin27 ch2bet.nii.gz > 0)")
-    s.add_argument("--sigma", type=float, default=0.05, help="noise level (1.0 = 99th pct in brain)")
+    s.add_argument("--sigma", type=float, default=None,
+                   help="noise level (1.0 = 99th pct in brain; default 0.05)")
     s.add_argument("--reps", type=int, default=2, help="number of repetitions (>= 2)")
     s.add_argument("--echo", action="store_true", help="repetition 2 is a later echo")
     s.add_argument("--crop", type=int, default=None,
@@ -87,6 +120,51 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true")
+    sd = s.add_argument_group("diffusion phantom (--dwi)")
+    sd.add_argument("--dwi", action="store_true",
+                    help="simulate the DWI phantom (MNI152 GM/WM/CSF tensor field) instead of T1w: "
+                         "reference (clean 4D), mask, wm, rep-K, dwi.bval/.bvec, reference_FA...")
+    sd.add_argument("--snr", type=float, default=20.0, help="b=0 SNR in white matter (default 20)")
+    sd.add_argument("--dirs", type=int, default=32, help="b=1000 directions (default 32)")
+    sd.add_argument("--b0s", type=int, default=2, help="b=0 volumes (default 2)")
+    sd.add_argument("--bval", type=float, default=1000.0, help="b-value in s/mm^2 (default 1000)")
+    sd.add_argument("--misalign", action="store_true",
+                    help="repetitions after the first get a small residual rigid misalignment")
+    sd.add_argument("--tissues", nargs=3, metavar=("GM", "WM", "CSF"),
+                    help="tissue fraction maps to build the phantom from (default MNI152 2009a)")
+
+    ds = sub.add_parser("dti-split", help="one DTI series -> repetitions from disjoint direction "
+                                          "subsets, synthesized on a common scheme")
+    ds.add_argument("dwi", metavar="DWI", help="4D DWI series (NIfTI)")
+    ds.add_argument("--bvals", required=True, help="FSL bvals file")
+    ds.add_argument("--bvecs", required=True, help="FSL bvecs file")
+    ds.add_argument("--mask", help="brain mask (default: fit every voxel)")
+    ds.add_argument("-o", "--output", required=True,
+                    help="output folder: rep-K.nii.gz (+ .json), dwi.bval, dwi.bvec")
+    ds.add_argument("--dirs", type=int, choices=[6, 12], default=6,
+                    help="DWIs per repetition on the common scheme (6 or 12; default 6)")
+    ds.add_argument("--subsets", type=int, default=2, help="repetitions = subsets (default 2)")
+    ds.add_argument("--subset-size", type=int, default=6,
+                    help="directions per subset (default 6, the fewest that fit a tensor)")
+    ds.add_argument("--shell", type=float, default=None,
+                    help="b-value of the shell to use (default: the one nearest 1000)")
+    ds.add_argument("--b0", choices=["mean", "split"], default="mean",
+                    help="b=0 of every repetition: the mean of all b=0 volumes (default) or "
+                         "disjoint groups of them")
+    ds.add_argument("--method", default="WLS", choices=["WLS", "OLS", "NLLS"],
+                    help="tensor fit (default WLS)")
+    ds.add_argument("--quiet", action="store_true")
+    ds.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+    dm = sub.add_parser("dti-metrics", help="FA, MD, AD, RD and V1 of a DWI series (DIPY, WLS)")
+    dm.add_argument("dwi", metavar="DWI", help="4D DWI series (NIfTI)")
+    dm.add_argument("--bvals", required=True, help="FSL bvals file")
+    dm.add_argument("--bvecs", required=True, help="FSL bvecs file")
+    dm.add_argument("--mask", help="brain mask (default: a head mask of the mean b=0)")
+    dm.add_argument("-o", "--output", required=True, help="output folder: FA, MD, AD, RD, V1 .nii.gz")
+    dm.add_argument("--method", default="WLS", choices=["WLS", "OLS", "NLLS"],
+                    help="tensor fit (default WLS)")
+    dm.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     m = sub.add_parser("demo", help="simulate 2 noisy repetitions of the MNI152 template, denoise, score")
     m.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
@@ -101,7 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--reps", type=int, default=2)
     b.add_argument("--echo", action="store_true")
     b.add_argument("--methods", nargs="+", default=None,
-                   help="default: average nlmeans aonlm bm4d pretrained n2n n2a supervised")
+                   help="default: average nlmeans aonlm bm4d pretrained n2n n2a supervised; a "
+                        "method may carry settings, NAME:key=value,..., e.g. "
+                        "n2a:align=register,iterations=4")
     b.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations scored")
     b.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
     b.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate")
@@ -110,6 +190,43 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="--crop 64 and 100 steps: minutes, not hours")
     b.add_argument("-o", "--output", required=True, help="output folder")
     _add_runtime(b)
+
+    bp = sub.add_parser("bids", help="BIDS-App: denoise each participant's repeated acquisitions "
+                                     "into BIDS derivatives (serially or on a Dask cluster)")
+    bp.add_argument("bids_dir", metavar="BIDS_DIR", help="the BIDS dataset (only read)")
+    bp.add_argument("output_dir", metavar="OUT_DIR",
+                    help="derivatives folder, e.g. BIDS_DIR/derivatives/noise2average")
+    bp.add_argument("analysis_level", choices=["participant"], help="participant (the only level)")
+    bp.add_argument("--participant-label", "--participant_label", dest="participant_label",
+                    nargs="+", metavar="LABEL", help="participants to run, with or without sub- "
+                                                     "(default: all)")
+    bp.add_argument("--session-label", "--session_label", dest="session_label", nargs="+",
+                    metavar="LABEL", help="sessions to run, with or without ses- (default: all)")
+    par = bp.add_mutually_exclusive_group()
+    par.add_argument("--workers", type=int, metavar="N",
+                     help="run groups in parallel on a local Dask cluster of N processes")
+    par.add_argument("--scheduler", metavar="ADDRESS",
+                     help="send groups to a running Dask scheduler, e.g. tcp://host:8786")
+    bp.add_argument("--skip-existing", action="store_true",
+                    help="skip groups whose derivative exists (resume a cohort)")
+    bp.add_argument("--resume", action="store_true",
+                    help="continue interrupted groups from their checkpoints")
+    bp.add_argument("--method", default="n2a", help="n2a (default), n2n, pretrained, average, ...")
+    bp.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
+    bp.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
+    bp.add_argument("--lr", type=float, default=None, help="learning rate")
+    bp.add_argument("--init", default="pretrained", help="pretrained, scratch or a .safetensors PATH")
+    bp.add_argument("--block", type=int, default=None, help="inference block edge (voxels)")
+    _add_runtime(bp)
+
+    r = sub.add_parser("register", help="rigidly register repetitions 2..N to repetition 1")
+    r.add_argument("reps", nargs="+", metavar="REP", help="2 or more NIfTI repetitions (any grids)")
+    r.add_argument("-o", "--output", required=True,
+                   help="output folder: rep-1.nii.gz, rep-K_registered.nii.gz on rep 1's grid, "
+                        "rep-K_to_rep-1.txt (ITK/ANTs transform), JSON sidecars")
+    r.add_argument("--mask", help="brain mask on rep 1's grid (default: a head mask of rep 1)")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     e = sub.add_parser("evaluate", help="PSNR, SSIM, NMAE, sharpness against a clean reference")
     e.add_argument("images", nargs="+", metavar="IMAGE")
@@ -120,7 +237,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 HANDLERS = {"denoise": "denoise_files", "pretrain": "pretrain_files", "simulate": "simulate_files",
-            "demo": "demo", "benchmark": "benchmark_files", "evaluate": "evaluate_files"}
+            "demo": "demo", "benchmark": "benchmark_files", "evaluate": "evaluate_files",
+            "bids": "bids_app", "register": "register_files",
+            "dti-split": "dti_split_files", "dti-metrics": "dti_metrics_files"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,14 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         # every subcommand has one handler in .workflows, imported only when it runs
         from . import workflows
 
-        getattr(workflows, HANDLERS[args.command])(args)
+        rc = getattr(workflows, HANDLERS[args.command])(args)
     except InputError as exc:
         print(f"n2a {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"n2a {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc if type(rc) is int else 0  # a handler may report partial failure (n2a bids: 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

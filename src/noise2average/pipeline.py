@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arrays.agreement import iteration_diagnostics, uncertainty_map
+from .arrays.frames import Frames
+from .arrays.channels import broadcast_mask, channels_first, channels_last
 from .arrays.masking import auto_mask
 from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
-from .config import CLASSICAL_METHODS, DenoiseConfig
+from .config import CLASSICAL_METHODS, DWI_METHODS, DenoiseConfig
 from .errors import InputError
 
 ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-like
@@ -44,7 +47,12 @@ class DenoiseResult:
     mask, noise_map
         The mask used, and the local noise standard deviation of one repetition.
     history
-        Per iteration: training losses, seconds, steps.
+        Per iteration: training losses, seconds, steps, the agreement diagnostics of
+        :mod:`noise2average.arrays.agreement` and, with ``align='register'``, the frames.
+    uncertainty
+        Local standard error of the mean of the denoised repetitions (learned methods).
+    selected_iteration
+        The iteration whose result is ``output`` (the last one unless ``stopping='cross'``).
     """
 
     output: np.ndarray
@@ -56,6 +64,8 @@ class DenoiseResult:
     history: list[dict] = field(default_factory=list)
     config: DenoiseConfig | None = None
     compute: str = ""
+    uncertainty: np.ndarray | None = None
+    selected_iteration: int = 1
 
 
 def validate_inputs(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list[np.ndarray]:
@@ -63,16 +73,17 @@ def validate_inputs(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list
         raise InputError(f"Noise2Average needs at least 2 repetitions, got {len(reps)}")
     arrays = [np.asarray(r, dtype=np.float32) for r in reps]
     shape = arrays[0].shape
-    if len(shape) != 3:
-        raise InputError(f"repetitions must be 3D volumes, got shape {shape}")
+    if len(shape) not in (3, 4):  # 4D: channels last (a diffusion group)
+        raise InputError(f"repetitions must be 3D volumes or 4D (X, Y, Z, C) stacks, got "
+                         f"shape {shape}")
     for i, a in enumerate(arrays):
         if a.shape != shape:
             raise InputError(f"repetition {i + 1} has shape {a.shape}, repetition 1 {shape}")
         if not np.isfinite(a).all():
             raise InputError(f"repetition {i + 1} contains NaN or Inf")
     if mask is not None:
-        if mask.shape != shape:
-            raise InputError(f"mask shape {mask.shape} differs from the images' {shape}")
+        if mask.shape != shape[:3]:
+            raise InputError(f"mask shape {mask.shape} differs from the images' {shape[:3]}")
         if not mask.any():
             raise InputError("mask is empty")
     return arrays
@@ -90,6 +101,29 @@ def _initial_model(config: DenoiseConfig, init_model=None):
     if config.init == "scratch":
         return build_model(config.preset)
     return load_model(config.init)[0]
+
+
+def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish):
+    """Result, next targets, diagnostics and uncertainty map of one iteration's denoised reps.
+
+    Every denoised repetition is brought into every repetition's frame (identity frames, the
+    paper's setting, cost nothing): the result is their mean in rep 1's frame, and each
+    repetition's next target is formed in its own frame, so that a repetition is never trained
+    towards a copy of the anatomy shifted by the residual misalignment.
+    """
+    n = len(reps)
+    grid = [[frames.to_frame(denoised[k], k, j) for k in range(n)] for j in range(n)]
+    others = [(np.sum(row, axis=0) - row[j]) / (n - 1) for j, row in enumerate(grid)]
+    residuals = [frames.to_frame(reps[k] - denoised[k], k, 0) for k in range(n)]
+    diagnostics = iteration_diagnostics(reps, others, residuals, grid[0], mask)
+    current = finish(np.mean(grid[0], axis=0))
+    if config.target == "others":
+        targets = [o.astype(np.float32) for o in others]
+    elif config.align == "register":
+        targets = [np.mean(row, axis=0).astype(np.float32) for row in grid]
+    else:
+        targets = current
+    return current, targets, diagnostics, uncertainty_map(grid[0], mask)
 
 
 def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
@@ -127,21 +161,31 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
 
     config = config or DenoiseConfig()
     config.validate()
+    if config.method in DWI_METHODS:
+        raise InputError(f"method {config.method!r} denoises whole diffusion series: use "
+                         "noise2average.diffusion.denoise_dwi (n2a denoise --bvals --bvecs)")
     reps = validate_inputs(reps, mask)
     average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
-    mask = auto_mask(average) if mask is None else mask.astype(bool)
+    # 4D: the mask comes from channel 0 (a diffusion group's b0, the brightest contrast)
+    mask = auto_mask(average if average.ndim == 3 else average[..., 0]) if mask is None \
+        else mask.astype(bool)
     if not mask.any():
         raise InputError("no foreground found for an automatic mask; pass a mask")
     sigma = estimate_sigma(reps, mask)
     nmap = noise_map(reps, mask)
 
     def finish(img: np.ndarray) -> np.ndarray:
-        out = np.where(mask, img, average if config.outside == "average" else 0)
+        out = np.where(broadcast_mask(mask, img), img,
+                       average if config.outside == "average" else 0)
         return out.astype(np.float32)
 
     if config.method in CLASSICAL_METHODS:
         from .methods import CLASSICAL
 
+        if config.align == "register":
+            frames = Frames(len(reps), zooms=config.voxel_size)
+            frames.update(reps, mask)
+            reps = [frames.to_frame(r, k, 0) for k, r in enumerate(reps)]
         out = finish(CLASSICAL[config.method](reps, mask, sigma))
         return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config,
                              compute="cpu")
@@ -164,13 +208,21 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
 
     history: list[dict] = []
     results: list[np.ndarray] = []
+    n = len(reps)
+    frames = Frames(n, zooms=config.voxel_size)
+    uncertainty = None
     current = average
+    targets: list[np.ndarray] | np.ndarray = average
     denoised = list(reps)
     start = 1
     if resume is not None:
         history, current, denoised = list(resume.history), resume.result, resume.denoised
+        if history and "frames" in history[-1]:
+            frames = Frames(n, history[-1]["frames"], config.voxel_size)
+        current, targets, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
         results = [resume.result]  # earlier iterations' results are in the checkpoint files
         start = resume.iteration + 1
+    best = (start - 1, current, denoised) if resume is not None else None
 
     for it in range(start, n_iter + 1):
         rec: dict = {"iteration": it}
@@ -178,8 +230,9 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             model.load_state_dict(base_state)
         torch.manual_seed(config.seed + it)
         if steps > 0:
-            inputs, targets = residual_pairs(config.method, reps, norms, current, reference)
-            sampler = PatchSampler(inputs, targets, mask, config.patch_size, config.batch_size,
+            inputs, train_targets = residual_pairs(config.method, reps, norms, targets, reference)
+            sampler = PatchSampler(inputs, train_targets, mask, config.patch_size,
+                                   config.batch_size,
                                    flip_axes=(flip_axis,) if flip_axis is not None else (),
                                    centres=centres)
             bar = progress(steps, f"train {it}/{n_iter}") if progress else None
@@ -194,18 +247,35 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
                        f"infer {it}/{n_iter}") if progress else None
         denoised = []
         for rep, norm in zip(reps, norms):
-            z = norm.forward(rep)[None]
+            z = channels_first(norm.forward(rep))
             out = denoise_volume(model, z, mask, policy, radius, config.block_size, flip_axis,
                                  progress=bar.update if bar else None)
-            denoised.append(np.where(mask, norm.inverse(out[0]), rep).astype(np.float32))
+            denoised.append(np.where(broadcast_mask(mask, rep),
+                                     norm.inverse(channels_last(out, rep.ndim)), rep
+                                     ).astype(np.float32))
         if bar:
             bar.close()
         rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
-        current = finish(np.mean(denoised, axis=0))
+        t0 = time.perf_counter()
+        if config.align == "register":
+            frames.update(denoised, mask)
+            rec["frames"] = frames.to_list()
+            rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
+        current, targets, diagnostics, uncertainty = _combine(reps, denoised, frames, mask,
+                                                              config, finish)
+        rec.update(diagnostics)
+        rec["align_seconds"] = round(time.perf_counter() - t0, 2)
         results.append(current)
         history.append(rec)
         if on_iteration is not None:
             on_iteration(IterationState(it, current, list(denoised), list(history)))
+        if best is None or rec["cross_mse"] < history[best[0] - 1]["cross_mse"]:
+            best = (it, current, denoised)
+        elif config.stopping == "cross":
+            break  # the cross error rose: the previous iteration stays the result
 
+    selected = history[-1]["iteration"] if history else 1
+    if config.stopping == "cross" and best is not None:
+        selected, current, denoised = best
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
-                         policy.describe())
+                         policy.describe(), uncertainty, selected)

@@ -29,6 +29,10 @@ def _check_output(path: Path, inputs: list[Path], force: bool) -> None:
 
 
 def pretrain_files(args: argparse.Namespace) -> None:
+    if getattr(args, "dwi", False):
+        from .workflows_dwi import pretrain_dwi_files
+
+        return pretrain_dwi_files(args)
     import torch
 
     from .io import nifti
@@ -109,7 +113,8 @@ def _ext(path: Path) -> str:
 
 
 def planned_outputs(out: Path, n_reps: int, n_iter: int, save_reps: bool, save_iterations: bool,
-                    save_noise_map: bool) -> dict[str, Path]:
+                    save_noise_map: bool, report: bool = True,
+                    save_uncertainty: bool = False) -> dict[str, Path]:
     """Every file a denoise run will write, by role (sidecars not included)."""
     folder, stem = _stem(out)
     ext = _ext(out)
@@ -122,11 +127,16 @@ def planned_outputs(out: Path, n_reps: int, n_iter: int, save_reps: bool, save_i
             files[f"iter-{i}"] = folder / f"{stem}_iter-{i}{ext}"
     if save_noise_map:
         files["noise-map"] = folder / f"{stem}_noisemap{ext}"
+    if save_uncertainty:
+        files["uncertainty"] = folder / f"{stem}_uncertainty{ext}"
+    if report:
+        files["report"] = folder / f"{stem}_report.html"
     return files
 
 
-def read_repetitions(paths: list[Path], mask_path: Path | None):
-    """Validated repetitions, mask (or None) and the first image (the output geometry)."""
+def read_repetitions(paths: list[Path], mask_path: Path | None, same_grid: bool = True):
+    """Validated repetitions, mask (or None) and the first image (the output geometry).
+    ``same_grid=False`` lets the repetitions' grids differ (they are registered afterwards)."""
     from .io import nifti
 
     if len(paths) < 2:
@@ -138,7 +148,8 @@ def read_repetitions(paths: list[Path], mask_path: Path | None):
         data, img = nifti.load_volume(p)
         arrays.append(data)
         imgs.append(img)
-    nifti.check_same_grid(imgs, paths, [a.shape for a in arrays])
+    if same_grid:
+        nifti.check_same_grid(imgs, paths, [a.shape for a in arrays])
     mask = nifti.load_mask(mask_path, arrays[0].shape, imgs[0].affine) if mask_path else None
     return arrays, mask, imgs[0]
 
@@ -168,7 +179,8 @@ def config_changes_from_args(args: argparse.Namespace) -> dict:
                "threads": args.threads, "seed": args.seed}
     for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
                      ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
-                     ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset")):
+                     ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset"),
+                     ("align", "align"), ("target", "target"), ("stopping", "stopping")):
         if getattr(args, arg) is not None:
             changes[key] = getattr(args, arg)
     if args.preset is not None and args.init == "pretrained":
@@ -182,19 +194,40 @@ def denoise_files(args: argparse.Namespace) -> None:
     run_denoise(args.reps, args.output, mask=args.mask, reference=args.reference,
                 save_reps=args.save_reps, save_iterations=args.save_iterations,
                 save_noise_map=args.save_noise_map, checkpoint=args.checkpoint,
+                save_uncertainty=getattr(args, "save_uncertainty", False),
                 resume=args.resume, force=args.force, quiet=args.quiet,
+                register=getattr(args, "register", False),
+                report=not getattr(args, "no_report", False),
+                bvals=getattr(args, "bvals", None), bvecs=getattr(args, "bvecs", None),
+                group_size=getattr(args, "group_size", None) or 7,
                 **config_changes_from_args(args))
 
 
 def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = False,
                 save_iterations: bool = False, save_noise_map: bool = False, checkpoint=None,
-                resume: bool = False, force: bool = False, quiet: bool = True, **config_changes):
+                save_uncertainty: bool = False,
+                resume: bool = False, force: bool = False, quiet: bool = True,
+                report: bool = True, register: bool = False, bvals=None, bvecs=None,
+                group_size: int = 7, **config_changes):
     """Denoise NIfTI repetitions into ``output``: check every input and output first, run,
     then write each output atomically with a JSON sidecar. Returns the DenoiseResult.
 
     ``config_changes`` are :class:`~noise2average.config.DenoiseConfig` fields; the
-    left-right axis is read from the first repetition's affine unless given.
+    left-right axis is read from the first repetition's affine unless given. With ``bvals``
+    and ``bvecs`` (one file each, or one per series) the repetitions are 4D diffusion series,
+    denoised in groups of ``group_size`` channels by
+    :func:`noise2average.workflows_dwi.run_denoise_dwi` (which returns a DwiResult).
     """
+    if bvals is not None or bvecs is not None:
+        from .workflows_dwi import run_denoise_dwi
+
+        if save_iterations or register:
+            raise InputError("--save-iterations and --register are not available for "
+                             "diffusion series")
+        return run_denoise_dwi(reps, output, bvals, bvecs, mask, group_size=group_size,
+                               reference=reference, save_reps=save_reps,
+                               save_noise_map=save_noise_map, checkpoint=checkpoint,
+                               resume=resume, force=force, quiet=quiet, **config_changes)
     from .config import LEARNED_METHODS, DenoiseConfig
     from .io import nifti
     from .io.checkpoint_runs import RunCheckpoint
@@ -206,8 +239,9 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     reps_paths = [Path(p) for p in reps]
     mask_path = Path(mask) if mask else None
     inputs = reps_paths + ([mask_path] if mask_path else [])
-    arrays, mask_arr, like = read_repetitions(reps_paths, mask_path)
+    arrays, mask_arr, like = read_repetitions(reps_paths, mask_path, same_grid=not register)
     config_changes.setdefault("lr_axis", lr_axis(like.affine))
+    config_changes.setdefault("voxel_size", tuple(float(z) for z in like.header.get_zooms()[:3]))
     config = DenoiseConfig(**config_changes)
     ref_arr = None
     if config.method == "supervised":
@@ -222,7 +256,11 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     if save_reps and config.method not in LEARNED_METHODS:
         raise InputError(f"--save-reps: method {config.method!r} denoises the average only")
     n_iter = config.iterations if config.method == "n2a" else 1
-    files = planned_outputs(out, len(arrays), n_iter, save_reps, save_iterations, save_noise_map)
+    if save_uncertainty and config.method not in LEARNED_METHODS:
+        raise InputError(f"--save-uncertainty: method {config.method!r} has no denoised "
+                         "repetitions to compare")
+    files = planned_outputs(out, len(arrays), n_iter, save_reps, save_iterations, save_noise_map,
+                            report, save_uncertainty)
     for f in files.values():
         _check_output(f, inputs, force)
     ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(_stem(out)[1] + ".ckpt")
@@ -236,6 +274,13 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     if resume and state is None and not quiet:
         print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
+    registration = None
+    if register:  # rigid, in world space, onto rep 1's grid (see noise2average.coregister)
+        from .coregister import register_repetitions
+
+        affines = [like.affine] + [nifti.load_image(p).affine for p in reps_paths[1:]]
+        arrays, registration = register_repetitions(arrays, affines, mask_arr, quiet=quiet,
+                                                    names=[str(p) for p in reps_paths])
     result = denoise(arrays, mask_arr, config, reference=ref_arr, resume=state,
                      on_iteration=ckpt.save if config.method in LEARNED_METHODS else None,
                      progress=None if quiet else lambda n, d: _progress(n, d, False))
@@ -247,17 +292,25 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         "compute": result.compute,
         "model": _model_identity(config) if config.method in LEARNED_METHODS else None,
         "mask": "given" if mask_arr is not None else "automatic head mask of the average",
+        "registration": registration,
         "noise_sigma_estimate": result.sigma,
+        "selected_iteration": result.selected_iteration,
         "history": [{k: v for k, v in h.items() if k != "losses"} |
                     ({"loss_first": h["losses"][0], "loss_last": h["losses"][-1]}
                      if h.get("losses") else {}) for h in result.history],
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
-    images = {"output": result.output, "noise-map": result.noise_map}
+    record["snr_estimate"] = _snr_estimate(arrays, result, config)
+    if "report" in files:  # first: a failure here leaves the checkpoint, so --resume works
+        _write_report(files["report"], arrays, result, like, record, out)
+    images = {"output": result.output, "noise-map": result.noise_map,
+              "uncertainty": result.uncertainty}
     images.update({f"rep-{k}": rep for k, rep in enumerate(result.denoised, 1)})
     first_iter = n_iter - len(result.iterations) + 1  # a resumed run holds the later ones only
     images.update({f"iter-{i}": img for i, img in enumerate(result.iterations, first_iter)})
     for role, path in files.items():
+        if role == "report":  # written above
+            continue
         img = images.get(role)
         if img is None:  # an iteration finished before the run was resumed
             img = ckpt.iteration_result(int(role[5:]))
@@ -269,6 +322,43 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         print(f"n2a denoise: wrote {out} ({record['wall_seconds']:.0f} s, {result.compute})",
               file=sys.stderr)
     return result
+
+
+def _snr_estimate(arrays, result, config) -> dict:
+    """SNR before and after (see :mod:`noise2average.arrays.snr`); the "after" needs denoised
+    repetitions, which the conventional methods (on the average only) do not have."""
+    from .arrays.snr import snr_summary
+    from .config import LEARNED_METHODS
+
+    learned = config.method in LEARNED_METHODS
+    return snr_summary(arrays, result.mask, result.sigma, result=result.output,
+                       denoised=result.denoised if learned else None)
+
+
+def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> None:
+    """The QC report of a denoise run (:mod:`noise2average.io.report`)."""
+    import nibabel as nib
+
+    from .io.report import write_report
+
+    history = result.history
+    timings = {"total wall time (s)": record["wall_seconds"],
+               "training (s)": round(sum(h.get("train_seconds", 0) for h in history), 2),
+               "inference (s)": round(sum(h.get("infer_seconds", 0) for h in history), 2),
+               "compute": result.compute}
+    zooms = tuple(round(float(z), 3) for z in like.header.get_zooms()[:3])
+    details = {"inputs": [Path(i["path"]).name for i in record["inputs"]],
+               "mask": record["mask"], "model": record["model"],
+               "grid": f"{like.shape[:3]} voxels of {zooms} mm, "
+                       f"{''.join(nib.aff2axcodes(like.affine))}"}
+    average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
+    write_report(path, inputs=arrays, average=average, result=result.output,
+                 residual=arrays[0] - result.output, noise_map=result.noise_map,
+                 uncertainty=getattr(result, "uncertainty", None), mask=result.mask,
+                 affine=like.affine, sigma=result.sigma, history=history,
+                 snr=record["snr_estimate"], config=record["config"],
+                 environment=record["environment"], timings=timings, details=details,
+                 title=f"noise2average QC report: {out.name}")
 
 
 def _reference_and_mask(reference, mask):
@@ -306,12 +396,18 @@ def simulate_case(ref, mask, img, cfg, crop: int | None):
 
 
 def simulate_files(args: argparse.Namespace) -> None:
-    """``n2a simulate``: protocol-v1 repetitions of any reference into a folder."""
+    """``n2a simulate``: protocol-v1 repetitions of any reference into a folder (``--dwi``:
+    the diffusion phantom, :mod:`.dwi_workflows`)."""
+    if getattr(args, "dwi", False):
+        from .dwi_workflows import simulate_dwi_files
+
+        return simulate_dwi_files(args)
     from .arrays.simulate import SimulationConfig
     from .io import nifti
     from .io.atomic import write_text
 
-    cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
+    sigma = 0.05 if args.sigma is None else args.sigma
+    cfg = SimulationConfig(sigma=sigma, reps=args.reps, echo=args.echo, seed=args.seed)
     cfg.validate()
     ref, mask, img, ref_path, mask_path = _reference_and_mask(args.reference, args.mask)
     outdir = Path(args.output)
@@ -341,7 +437,9 @@ def benchmark_files(args: argparse.Namespace) -> None:
     cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
     cfg.validate()
     methods = args.methods or list(DEFAULT_METHODS)
-    unknown = [m for m in methods if m not in METHODS]
+    from .benchmark import parse_spec
+
+    unknown = [m for m in methods if parse_spec(m)[0] not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     crop = args.crop or (64 if args.quick else None)
@@ -373,6 +471,34 @@ def benchmark_files(args: argparse.Namespace) -> None:
     slices_figure(files["png"], vols, reference=scaled)
     if not args.quiet:
         print(markdown_table(rows))
+
+
+def register_files(args: argparse.Namespace) -> None:
+    """``n2a register``: rigid registration of repetitions to the first (:mod:`.coregister`)."""
+    from .coregister import run_register
+
+    run_register(args.reps, args.output, mask=args.mask, force=args.force, quiet=args.quiet)
+
+
+def bids_app(args: argparse.Namespace) -> int:
+    """``n2a bids``: BIDS-App mode; exit status 1 when any group failed (see :mod:`.bids`)."""
+    from .bids import run_app
+
+    return run_app(args)
+
+
+def dti_split_files(args: argparse.Namespace) -> None:
+    """``n2a dti-split`` (:mod:`.dwi_workflows`)."""
+    from .dwi_workflows import dti_split_files as run
+
+    run(args)
+
+
+def dti_metrics_files(args: argparse.Namespace) -> None:
+    """``n2a dti-metrics`` (:mod:`.dwi_workflows`)."""
+    from .dwi_workflows import dti_metrics_files as run
+
+    run(args)
 
 
 def evaluate_files(args: argparse.Namespace) -> None:

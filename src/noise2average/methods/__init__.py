@@ -5,8 +5,13 @@ They denoise the plain average of the repetitions (noise SD sigma / sqrt(N)), as
 repeated scans would. The learned methods (n2a, n2n, supervised, pretrained) run through
 :func:`noise2average.pipeline.denoise`, which also dispatches to these, so a benchmark is a loop
 over method names.
+
+For 4D diffusion series, :data:`DIFFUSION` holds ``average``, ``mppca``, ``dwidenoise`` and
+``patch2self`` (:mod:`.diffusion`), called as ``method(reps, mask, sigma, bvals=...)`` by
+:func:`noise2average.diffusion.denoise_dwi`.
 """
 
 from .classical import CLASSICAL, EXTRAS
+from .diffusion import DIFFUSION
 
-__all__ = ["CLASSICAL", "EXTRAS"]
+__all__ = ["CLASSICAL", "DIFFUSION", "EXTRAS"]

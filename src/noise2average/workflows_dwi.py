@@ -1,0 +1,287 @@
+"""File-level diffusion workflows: ``n2a denoise`` with ``--bvals/--bvecs`` and
+``n2a pretrain --dwi``. Everything is checked before anything is written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def pretrain_dwi_files(args: argparse.Namespace) -> None:
+    """``n2a pretrain --dwi``: the diffusion network on the Colin27 tensor-field phantom."""
+    import torch
+
+    from .io.atomic import write_text
+    from .io.checkpoint import load_fit, save_fit
+    from .io.weights import save_model
+    from .nn.device import resolve_policy
+    from .nn.models import DIFFUSION_PRESETS, build_model, with_channels
+    from .pretrain_dwi import DwiPretrainConfig, colin27_fields, pretrain_dwi
+    from .provenance import environment
+    from .workflows import _check_output, _progress
+
+    out = Path(args.output)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
+    _check_output(out, [], args.force)
+    if ckpt.exists() and not args.resume and not args.force:
+        raise InputError(f"checkpoint {ckpt} exists; pass --resume to continue or --force")
+    if args.images:
+        raise InputError("--dwi pre-trains on the Colin27 tensor phantom; --images is for T1w")
+    preset = {"cpu": "dti-cpu", "paper": "dti-paper", "tiny": "dti-tiny"}.get(args.preset,
+                                                                              args.preset)
+    if preset not in DIFFUSION_PRESETS:
+        raise InputError(f"--preset {args.preset}: not a diffusion network "
+                         f"({', '.join(DIFFUSION_PRESETS)})")
+    k = args.group_size
+    if k < 2:
+        raise InputError(f"--group-size must be >= 2, got {k}")
+    lo, hi = args.snr_range
+    if not 0 < lo <= hi:
+        raise InputError(f"--snr-range must be 0 < LO <= HI, got {lo} {hi}")
+    cfg = DwiPretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
+                            patch_size=args.patch, snr_min=lo, snr_max=hi, seed=args.seed)
+    policy = resolve_policy(args.device, args.precision, args.threads)
+    torch.manual_seed(args.seed)
+    fields = colin27_fields(seed=args.seed)
+    model, state = build_model(with_channels(preset, k)), None
+    if args.resume:
+        loaded = load_fit(ckpt)
+        if loaded is not None:
+            model, state, _ = loaded
+    meta = {"kind": "dwi", "pretrain": cfg.to_dict(), "preset": preset, "group_size": k,
+            "data": "Colin27 (mricron-data ch2.nii.gz, ch2bet.nii.gz) tissue classes -> "
+                    "make_phantom tensor fields at 2.0 and 1.5 mm",
+            "noise": "Rician, b0 SNR log-uniform, mean of 1-6 b0s, random directions, b, "
+                     "diffusivity and S0 contrast"}
+    bar = _progress(cfg.steps, "pretrain dwi", args.quiet)
+    if state is not None:
+        bar.update(state.step)
+
+    def on_step(s):
+        if s.step % args.checkpoint_every == 0 or s.step == cfg.steps:
+            save_fit(ckpt, model, s, meta)
+
+    def progress(n, loss):
+        bar.update(n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+    state = pretrain_dwi(model, fields, cfg, policy, state=state, on_step=on_step,
+                         progress=progress)
+    bar.close()
+    meta.update({"steps_done": state.step, "seconds": round(state.seconds, 1),
+                 "final_loss_mean50": float(np.mean(state.losses[-50:])),
+                 "environment": environment(policy)})
+    save_model(out, model, meta)
+    write_text(out.with_suffix(".losses.json"), json.dumps(state.losses))
+
+
+def _as_list(value) -> list[Path]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [Path(value)]
+    return [Path(v) for v in value]
+
+
+def read_series(paths: list[Path], bvals, bvecs, mask_path: Path | None):
+    """Validated 4D repetitions, their shared gradient table, the mask and the first image.
+
+    ``bvals``/``bvecs``: one file each (shared by all series) or one per series; several
+    tables must be the same protocol (:func:`~noise2average.arrays.gradients.
+    require_same_gradients`), and the first one is used.
+    """
+    from .arrays.gradients import require_same_gradients
+    from .io import nifti
+    from .io.gradients import read_table
+
+    if len(paths) < 2:
+        raise InputError(f"Noise2Average needs at least 2 repetitions, got {len(paths)}")
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise InputError("the same file is given twice as a repetition")
+    bval_paths, bvec_paths = _as_list(bvals), _as_list(bvecs)
+    if not bval_paths or not bvec_paths:
+        raise InputError("diffusion series need both --bvals and --bvecs")
+    if len(bval_paths) != len(bvec_paths) or len(bval_paths) not in (1, len(paths)):
+        raise InputError(f"give one --bvals/--bvecs pair for all series or one per series "
+                         f"({len(paths)}); got {len(bval_paths)} bvals, {len(bvec_paths)} bvecs")
+    arrays, imgs = [], []
+    for p in paths:
+        data, img = nifti.load_volume(p, ndim=4)
+        arrays.append(data)
+        imgs.append(img)
+    nifti.check_same_grid(imgs, paths, [a.shape for a in arrays])
+    n_vol = arrays[0].shape[3]
+    tables = [read_table(bv, bc, n_vol) for bv, bc in zip(bval_paths, bvec_paths)]
+    for k, t in enumerate(tables[1:], start=1):
+        require_same_gradients(tables[0], t, names=(paths[0].name, paths[k].name))
+    mask = (nifti.load_mask(mask_path, arrays[0].shape[:3], imgs[0].affine)
+            if mask_path else None)
+    return arrays, tables[0], mask, imgs[0], bval_paths + bvec_paths
+
+
+class GroupCheckpoint:
+    """Per-group checkpoints of a diffusion run: a resumed run skips the finished groups."""
+
+    def __init__(self, directory: Path, identity: dict) -> None:
+        self.dir = Path(directory)
+        self.identity = identity
+
+    def exists(self) -> bool:
+        return (self.dir / "state.json").is_file()
+
+    def _state(self) -> dict:
+        return json.loads((self.dir / "state.json").read_text())
+
+    def save(self, gi: int, output: np.ndarray, denoised: list[np.ndarray], rec: dict) -> None:
+        from .io.atomic import atomic_path, write_text
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        done = self._state()["done"] if self.exists() else []
+        arrays = [("output", output)] + [(f"rep-{k}", r) for k, r in enumerate(denoised, 1)]
+        for name, arr in arrays:
+            with atomic_path(self.dir / f"group-{gi}_{name}.npy", suffix=".npy") as tmp:
+                np.save(tmp, np.asarray(arr, np.float32))
+        clean = {k: v for k, v in rec.items() if not k.startswith("_")}
+        write_text(self.dir / f"group-{gi}.json", json.dumps({**clean, "n_reps": len(denoised)}))
+        write_text(self.dir / "state.json", json.dumps({**self.identity,
+                                                        "done": sorted(set(done) | {gi})}))
+
+    def load(self) -> dict[int, tuple[np.ndarray, list[np.ndarray], dict]]:
+        if not self.exists():
+            return {}
+        state = self._state()
+        if {k: state.get(k) for k in self.identity} != self.identity:
+            raise InputError(f"checkpoint {self.dir} belongs to other inputs or settings; "
+                             "remove it or run without --resume")
+        done = {}
+        for gi in state["done"]:
+            rec = json.loads((self.dir / f"group-{gi}.json").read_text())
+            n = rec.pop("n_reps")
+            out = np.load(self.dir / f"group-{gi}_output.npy", allow_pickle=False)
+            reps = [np.load(self.dir / f"group-{gi}_rep-{k}.npy", allow_pickle=False)
+                    for k in range(1, n + 1)]
+            done[gi] = (out, reps, rec)
+        return done
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    from .io.atomic import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 7,
+                    reference=None, save_reps: bool = False, save_noise_map: bool = False,
+                    checkpoint=None, resume: bool = False, force: bool = False,
+                    quiet: bool = True, **config_changes):
+    """Denoise 4D DWI repetitions (e.g. AP and PA) into the 4D ``output``.
+
+    Writes ``output`` and its JSON sidecar, the gradient table next to it (``STEM.bval``,
+    ``STEM.bvec``, copies of the first given files), and optionally each denoised repetition
+    (``STEM_rep-K``) and the noise map (``STEM_noisemap``, 3D). Everything is validated before
+    anything is written. ``config_changes`` are DenoiseConfig fields. Returns the DwiResult.
+    """
+    from .config import LEARNED_METHODS, DenoiseConfig
+    from .diffusion import denoise_dwi, initial_dwi_model
+    from .io import nifti
+    from .provenance import environment, file_sha256, write_sidecar
+    from .workflows import _check_output, _ext, _progress, _stem, lr_axis
+
+    t_start = time.perf_counter()
+    out = Path(output)
+    paths = [Path(p) for p in reps]
+    mask_path = Path(mask) if mask else None
+    arrays, table, mask_arr, like, grad_files = read_series(paths, bvals, bvecs, mask_path)
+    inputs = paths + grad_files + ([mask_path] if mask_path else [])
+    config_changes.setdefault("lr_axis", lr_axis(like.affine))
+    config = DenoiseConfig(**config_changes)
+    ref_arr = None
+    if config.method == "supervised":
+        if not reference:
+            raise InputError("--method supervised needs --reference CLEAN.nii.gz")
+        ref_arr, ref_img = nifti.load_volume(reference, ndim=4)
+        nifti.check_same_grid([like, ref_img], [paths[0], Path(reference)],
+                              [arrays[0].shape, ref_arr.shape])
+        inputs.append(Path(reference))
+    if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
+        raise InputError(f"--init {config.init}: no such model file")
+    learned = config.method in LEARNED_METHODS
+    if save_reps and not learned:
+        raise InputError(f"--save-reps: method {config.method!r} gives the average only")
+    base = initial_dwi_model(config, group_size) if learned else None
+    folder, stem = _stem(out)
+    ext = _ext(out)
+    files = {"output": out}
+    if save_reps:
+        files.update({f"rep-{k}": folder / f"{stem}_rep-{k}{ext}"
+                      for k in range(1, len(arrays) + 1)})
+    if save_noise_map:
+        files["noise-map"] = folder / f"{stem}_noisemap{ext}"
+    extra = {"bval": folder / f"{stem}.bval", "bvec": folder / f"{stem}.bvec"}
+    for f in list(files.values()) + list(extra.values()):
+        _check_output(f, inputs, force)
+    ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(stem + ".ckpt")
+    identity = {"config": {k: v for k, v in config.to_dict().items()
+                           if k not in ("device", "precision", "threads")},
+                "inputs": [file_sha256(p) for p in paths], "group_size": group_size}
+    ckpt = GroupCheckpoint(ckpt_dir, identity)
+    if ckpt.exists() and not resume:
+        if not force:
+            raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
+                             "--resume to continue it or --force to start over")
+        ckpt.remove()
+    done = ckpt.load() if resume else {}
+    result = denoise_dwi(arrays, table.bvals, table.bvecs, mask_arr, config,
+                         group_size=group_size, reference=ref_arr, init_model=base, done=done,
+                         on_group=ckpt.save if learned else None,
+                         progress=None if quiet else lambda n, d: _progress(n, d, False))
+    model_id = None
+    if learned:
+        from .io.weights import packaged_path, sha256
+
+        if config.init == "scratch":
+            model_id = {"init": "scratch", "preset": config.preset}
+        else:
+            mp = packaged_path("dwi") if config.init == "pretrained" else Path(config.init)
+            model_id = {"init": config.init, "file": mp.name, "sha256": sha256(mp)}
+    record = {
+        "Description": f"noise2average {config.method} denoising of a diffusion series",
+        "config": config.to_dict(),
+        "group_size": group_size,
+        "groups": result.plan.to_dict(),
+        "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in inputs],
+        "gradients": {"bvals": str(grad_files[0]), "bvecs": str(grad_files[len(grad_files) // 2]),
+                      "shells": list(table.shells), "n_b0": int(table.b0_mask.sum())},
+        "environment": environment(),
+        "compute": result.compute,
+        "model": model_id,
+        "mask": "given" if mask_arr is not None else "automatic head mask of the mean b0",
+        "noise_sigma_estimate": result.sigma,
+        "history": result.history,
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+    }
+    images = {"output": result.output, "noise-map": result.noise_map}
+    images.update({f"rep-{k}": r for k, r in enumerate(result.denoised, 1)})
+    for role, path in files.items():
+        nifti.save_volume(path, images[role], like)
+        write_sidecar(path, {**record, "role": role,
+                             "outputs": {r: str(p) for r, p in {**files, **extra}.items()}})
+    _copy_file(grad_files[0], extra["bval"])
+    _copy_file(grad_files[len(grad_files) // 2], extra["bvec"])
+    ckpt.remove()
+    if not quiet:
+        print(f"n2a denoise: wrote {out} ({record['wall_seconds']:.0f} s, "
+              f"{len(result.plan.groups)} groups)", file=sys.stderr)
+    return result
