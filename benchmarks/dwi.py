@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from noise2average.benchmark_dwi import (DEFAULT_METHODS, DwiBenchConfig, build_case, fa_figure,
-                                         markdown_table, run_method, score, target_check)
+                                         load_case, markdown_table, run_method, save_case, score,
+                                         target_check)
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
 from noise2average.provenance import environment
@@ -60,8 +61,13 @@ def main(argv=None) -> int:
     work = Path(args.work or f"runs/bench_{args.case}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    case = build_case(cfg)
-    print(f"case built in {time.perf_counter() - t0:.0f} s: reps {case.reps[0].shape}, "
+    cached = work / "case.npz"
+    if cached.is_file() and json.loads(str(np.load(cached)["record"]))["config"] == cfg.to_dict():
+        case = load_case(cached)
+    else:
+        case = build_case(cfg)
+        save_case(cached, case)
+    print(f"case ready in {time.perf_counter() - t0:.0f} s: reps {case.reps[0].shape}, "
           f"single {case.single.shape}", flush=True)
     for m in args.methods:
         npz = work / f"{m}.npz"

@@ -39,3 +39,17 @@ def test_norm_round_trip_and_metrics():
     assert abs(s["sharpness"] - 1) < 1e-6
     assert psnr(img + 0.1, img, mask) == 20.0 or abs(psnr(img + 0.1, img, mask) - 20) < 1e-4
     assert bounding_box(mask)[0].start == np.nonzero(mask)[0].min()
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from noise2average.io.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary left behind

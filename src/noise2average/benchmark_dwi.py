@@ -116,6 +116,36 @@ def build_case(cfg: DwiBenchConfig) -> Case:
                 ph.wm_mask, ph.metrics, aff, record, subset=True)
 
 
+_ARRAYS = ("bvals", "bvecs", "clean", "single", "single_bvals", "single_bvecs",
+           "single_clean", "brain", "wm", "affine")
+
+
+def save_case(path, case: Case) -> None:
+    """Cache a case (arrays in one .npz, the record as JSON inside it; no pickles)."""
+    import json
+
+    from .io.atomic import atomic_path
+
+    arrays = {k: getattr(case, k) for k in _ARRAYS}
+    arrays.update({f"rep_{k}": r for k, r in enumerate(case.reps)})
+    arrays.update({f"metric_{k}": v for k, v in case.metrics.items()})
+    arrays["record"] = np.array(json.dumps(case.record, default=float))
+    arrays["subset"] = np.array(case.subset)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_case(path) -> Case:
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        reps = [z[f"rep_{k}"] for k in range(sum(n.startswith("rep_") for n in z.files))]
+        metrics = {n[7:]: z[n] for n in z.files if n.startswith("metric_")}
+        fields = {k: z[k] for k in _ARRAYS}
+        return Case(reps=reps, metrics=metrics, record=json.loads(str(z["record"])),
+                    subset=bool(z["subset"]), **fields)
+
+
 def run_method(case: Case, method: str, config, group_size: int,
                init_model=None) -> tuple[np.ndarray, str]:
     """One method's output series and the table it is in (``'reps'`` or ``'single'``)."""

@@ -221,7 +221,8 @@ def _table(rows: dict, columns: int = 1) -> str:
     per = max(1, math.ceil(len(items) / columns))
     tables = []
     for start in range(0, len(items), per):
-        body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        body = "".join(f"<tr><th>{html.escape(str(k))}</th>"
+                       f"<td>{html.escape('none' if v is None else _fmt(v))}</td></tr>"
                        for k, v in items[start:start + per])
         tables.append(f"<table>{body}</table>")
     return f'<div class="cols">{"".join(tables)}</div>'
@@ -345,7 +346,9 @@ def render_report(*, inputs: Sequence[np.ndarray], average: np.ndarray, result: 
         figs.append(_figure(
             _views_png(views, uncertainty, cmap="viridis", vmin=0,
                        vmax=_upper(np.asarray(uncertainty), mask), colorbar="uncertainty"),
-            "uncertainty map", "<b>Uncertainty map</b> of the result.", "view-uncertainty"))
+            "uncertainty map", "<b>Uncertainty map</b>: local standard error of the mean of the "
+            "denoised repetitions, high where they disagree (where the result rests on the "
+            "network more than on the data).", "view-uncertainty"))
 
     loss_png = _loss_png(history)
     if loss_png is not None:
@@ -373,7 +376,8 @@ def render_report(*, inputs: Sequence[np.ndarray], average: np.ndarray, result: 
         "</section>",
         '<section id="config"><h2>Configuration</h2>', _table(config, columns=3),
         (_table(details) if details else ""), "</section>",
-        '<section id="environment"><h2>Versions</h2>', _table(environment or {}, columns=2), "</section>",
+        '<section id="environment"><h2>Versions</h2>', _table(environment or {}, columns=2),
+        "</section>",
         '<section id="timings"><h2>Timings</h2>', _table(timings or {}), "</section>",
         "</body></html>",
     ]
