@@ -11,7 +11,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["DenoiseConfig", "DenoiseResult", "denoise", "denoise_files", "__version__"]
+__all__ = ["DenoiseConfig", "DenoiseResult", "denoise", "denoise_dwi", "denoise_files",
+           "__version__"]
 
 
 def __getattr__(name: str):
@@ -23,6 +24,10 @@ def __getattr__(name: str):
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name in ("denoise_dwi", "DwiResult"):  # 4D diffusion series, group by group
+        from . import diffusion
+
+        return getattr(diffusion, name)
     if name == "denoise_files":
         from .api import denoise_files
 

@@ -14,7 +14,9 @@ def denoise_files(reps: Sequence[str | os.PathLike], output: str | os.PathLike,
     Keyword arguments are :class:`~noise2average.config.DenoiseConfig` fields (``steps``,
     ``iterations``, ``method``, ...) or file options of ``n2a denoise`` (``save_reps``,
     ``save_iterations``, ``save_noise_map``, ``reference``, ``checkpoint``, ``resume``,
-    ``force``, ``quiet``).
+    ``force``, ``quiet``). With ``bvals=`` and ``bvecs=`` (FSL files; one each, or one per
+    series) the repetitions are 4D diffusion series (``group_size=``, default 7) and a
+    :class:`~noise2average.diffusion.DwiResult` is returned.
     """
     from .workflows import run_denoise
 

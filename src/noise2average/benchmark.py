@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .arrays.metrics import score
-from .config import DenoiseConfig
+from .config import LEARNED_METHODS, DenoiseConfig
 
-DEFAULT_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a",
+DEFAULT_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
                    "supervised")
 
 
@@ -61,10 +61,10 @@ def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodR
     except InputError as exc:  # e.g. an optional package is missing
         return MethodRun(spec, None, None, [], 0.0, 0.0, str(exc))
     seconds = time.perf_counter() - t0
-    learned = method in ("n2a", "n2n", "supervised", "pretrained")
+    learned = method in LEARNED_METHODS
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return MethodRun(spec, res.output, res.denoised[0] if learned else None,
-                     res.iterations if method == "n2a" else [], seconds, rss,
+                     res.iterations if res.config.strategy == "n2a" else [], seconds, rss,
                      history=[{k: v for k, v in h.items() if k not in ("losses", "frames")}
                               for h in res.history],
                      selected_iteration=res.selected_iteration)

@@ -34,8 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--register", action="store_true",
                    help="first register repetitions 2..N rigidly to repetition 1 and resample "
                         "them onto its grid (for repetitions not aligned yet; grids may differ)")
-    d.add_argument("--method", default="n2a",
-                   help="n2a (default), n2n, supervised, pretrained; conventional methods on the "
+    d.add_argument("--method", default="n2a-aligned",
+                   help="n2a-aligned (default: Noise2Average with the denoised repetitions "
+                        "re-registered, see --align), n2a (exactly the paper's method), n2n, "
+                        "supervised, pretrained; conventional methods on the "
                         "average: average, bm4d, aonlm, nlmeans; diffusion series only: mppca, "
                         "dwidenoise, patch2self")
     d.add_argument("--reference", help="clean reference (only for --method supervised)")
@@ -211,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip groups whose derivative exists (resume a cohort)")
     bp.add_argument("--resume", action="store_true",
                     help="continue interrupted groups from their checkpoints")
-    bp.add_argument("--method", default="n2a", help="n2a (default), n2n, pretrained, average, ...")
+    bp.add_argument("--method", default="n2a-aligned",
+                    help="n2a-aligned (default), n2a, n2n, pretrained, average, ...")
     bp.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
     bp.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
     bp.add_argument("--lr", type=float, default=None, help="learning rate")

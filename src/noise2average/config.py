@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import InputError
 
-LEARNED_METHODS = ("n2a", "n2n", "supervised", "pretrained")
+LEARNED_METHODS = ("n2a-aligned", "n2a", "n2n", "supervised", "pretrained")
 CLASSICAL_METHODS = ("average", "bm4d", "aonlm", "nlmeans")
 DWI_METHODS = ("mppca", "dwidenoise", "patch2self")  # 4D diffusion series only
 METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
@@ -20,7 +20,8 @@ class DenoiseConfig:
     Parameters
     ----------
     method
-        ``n2a`` (Noise2Average, the paper's method), ``n2n`` (Noise2Noise), ``supervised``
+        ``n2a-aligned`` (the default: Noise2Average with ``align='register'``, see
+        docs/benchmarks.md for why), ``n2a`` (Noise2Average exactly as the paper), ``n2n`` (Noise2Noise), ``supervised``
         (needs a clean reference; benchmark upper bound), ``pretrained`` (no fine-tuning),
         ``average`` (plain mean of the repetitions), or a conventional method on the average:
         ``bm4d``, ``aonlm`` (ANTs DenoiseImage), ``nlmeans`` (DIPY); for diffusion series only
@@ -53,7 +54,8 @@ class DenoiseConfig:
     outside
         Voxels outside the mask: ``zero`` (as the paper) or ``average`` (plain average kept).
     align
-        ``none``: average the repetitions as they are (the paper); ``register``: learned
+        ``auto`` (``register`` for ``n2a-aligned``, else ``none``); ``none``: average the
+        repetitions as they are (the paper); ``register``: learned
         methods register the denoised repetitions to each other (sub-voxel rigid) after every
         iteration, average them in rep 1's frame and give every repetition its target in its
         own frame; conventional methods register the noisy repetitions before averaging.
@@ -68,7 +70,7 @@ class DenoiseConfig:
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
 
-    method: str = "n2a"
+    method: str = "n2a-aligned"
     iterations: int = 2
     steps: int = 200
     lr: float = 2e-4
@@ -83,7 +85,7 @@ class DenoiseConfig:
     lr_axis: int = 0
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
     outside: str = "zero"
-    align: str = "none"
+    align: str = "auto"
     target: str = "average"
     stopping: str = "fixed"
     device: str = "auto"
@@ -97,6 +99,8 @@ class DenoiseConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.align == "auto":
+            self.align = "register" if self.method == "n2a-aligned" else "none"
         for name in ("iterations", "batch_size", "patch_size", "block_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -118,6 +122,11 @@ class DenoiseConfig:
         self.voxel_size = tuple(float(v) for v in self.voxel_size)
         if self.lr_axis not in (0, 1, 2):
             raise InputError(f"lr_axis must be 0, 1 or 2, got {self.lr_axis}")
+
+    @property
+    def strategy(self) -> str:
+        """How training targets are formed (``n2a-aligned`` trains as ``n2a``)."""
+        return "n2a" if self.method == "n2a-aligned" else self.method
 
     def to_dict(self) -> dict:
         return asdict(self)

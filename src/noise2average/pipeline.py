@@ -202,7 +202,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     radius = model.config.receptive_radius
     norms = [Norm.fit(r, mask) for r in reps]
     flip_axis = config.lr_axis if config.flip else None
-    n_iter = config.iterations if config.method == "n2a" else 1
+    n_iter = config.iterations if config.strategy == "n2a" else 1
     steps = 0 if config.method == "pretrained" else config.steps
     centres = block_centres(mask, config.patch_size) if config.sampling == "blocks" else None
 
@@ -230,13 +230,15 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             model.load_state_dict(base_state)
         torch.manual_seed(config.seed + it)
         if steps > 0:
-            inputs, train_targets = residual_pairs(config.method, reps, norms, targets, reference)
+            inputs, train_targets = residual_pairs(config.strategy, reps, norms, targets, reference)
             sampler = PatchSampler(inputs, train_targets, mask, config.patch_size,
                                    config.batch_size,
                                    flip_axes=(flip_axis,) if flip_axis is not None else (),
                                    centres=centres)
             bar = progress(steps, f"train {it}/{n_iter}") if progress else None
+            # fine-tuning keeps any batch-norm statistics of the initial model (nn.engine.fit)
             state = fit(model, sampler, steps, config.lr, policy, seed=config.seed + it,
+                        freeze_bn=True,
                         progress=(lambda n, loss: (bar.update(n), bar.set_postfix(loss=f"{loss:.4f}")))
                         if bar else None)
             if bar:

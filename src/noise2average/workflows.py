@@ -255,7 +255,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         raise InputError(f"--init {config.init}: no such model file")
     if save_reps and config.method not in LEARNED_METHODS:
         raise InputError(f"--save-reps: method {config.method!r} denoises the average only")
-    n_iter = config.iterations if config.method == "n2a" else 1
+    n_iter = config.iterations if config.strategy == "n2a" else 1
     if save_uncertainty and config.method not in LEARNED_METHODS:
         raise InputError(f"--save-uncertainty: method {config.method!r} has no denoised "
                          "repetitions to compare")

@@ -41,9 +41,11 @@ class Frames:
 
     def update(self, denoised: Sequence[np.ndarray], mask: np.ndarray) -> None:
         """Re-estimate every M_k (k >= 2) by registering rep k to rep 1 (denoised ones are
-        best; noisy ones work with a whole brain's worth of voxels)."""
-        for k in range(1, len(denoised)):
-            self.matrices[k] = refine_rigid(denoised[0], denoised[k], mask=mask,
+        best; noisy ones work with a whole brain's worth of voxels). A diffusion group
+        registers on its first channel, the b0 with the most signal."""
+        first = [d[..., 0] if d.ndim == 4 else d for d in denoised]
+        for k in range(1, len(first)):
+            self.matrices[k] = refine_rigid(first[0], first[k], mask=mask,
                                             zooms=self.zooms, init=self.matrices[k]).matrix
 
     def shifts(self, mask: np.ndarray) -> list[float]:

@@ -48,11 +48,16 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
         seed: int = 0, schedule: str = "constant", warmup: int = 0,
         state: FitState | None = None,
         on_step: Callable[[FitState], None] | None = None,
-        progress: Callable[[int, float], None] | None = None) -> FitState:
+        progress: Callable[[int, float], None] | None = None,
+        freeze_bn: bool = False) -> FitState:
     """Train ``model`` in place with Adam and the masked MSE for ``steps`` optimizer steps.
 
     ``state`` continues an interrupted run (optimizer moments, sampler RNG, step count);
-    ``on_step`` is called after every step (checkpointing, logging).
+    ``on_step`` is called after every step (checkpointing, logging). ``freeze_bn`` keeps
+    batch-normalization layers in eval mode (their running statistics fixed; their affine
+    parameters still train), so the network computes the same function in training and at
+    inference: fine-tuning with one or two patches per step must not re-estimate statistics
+    (see :mod:`noise2average.nn.models`). Networks without batch norm are unaffected.
     """
     state = state or FitState()
     rng = np.random.default_rng(seed)
@@ -62,6 +67,10 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
     if state.optimizer is not None:
         opt.load_state_dict(state.optimizer)
     model.train()
+    if freeze_bn:
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.eval()
     t0 = time.perf_counter() - state.seconds
     while state.step < steps:
         for g in opt.param_groups:

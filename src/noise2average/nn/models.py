@@ -19,13 +19,17 @@ repeat our per-channel z-scoring), and keep this module's nested skips and 1x1x1
 that the T1w and diffusion networks are one family with one weights format. ``dti-paper`` has
 11.0 M parameters (22 MFLOP per voxel); ``dti-cpu`` is the same shape at width 48 (0.69 M).
 
-Batch normalization and tiny batches: fine-tuning uses 1-2 patches per step, so the batch
-statistics of a training step are those of one or two 32^3 patches (tens of thousands of voxels
-per channel: noisy but usable). At inference the network runs in eval mode on the running
-statistics that fine-tuning kept updating (momentum 0.1, i.e. about the last ten patches of
-this subject), never on per-block batch statistics: a block's statistics depend on how much
-background and which tissue it holds, so train-mode inference would make the output depend on
-the block size and leave seams between blocks.
+Batch normalization and tiny batches: pre-training (2 patches per step, a fresh noisy volume
+every 25 steps, hundreds of steps) learns the running statistics. Fine-tuning on one subject
+(1-2 patches per step) and inference both use those statistics unchanged - batch norm stays in
+eval mode (``nn.engine.fit(..., freeze_bn=True)``), only the weights and the batch-norm scales
+and shifts are fine-tuned - so the network is the same function in training and at inference.
+The two alternatives fail: with train-mode batch norm in fine-tuning each step normalizes by
+the statistics of one patch, and the weights adapt to a normalization that eval mode does not
+apply (measured on a 1 mm MNI152 crop at b0 SNR 10: 26.3 dB after 30 Noise2Average steps,
+against 36.0 dB with frozen statistics and 33.9 dB for the plain average); train-mode
+inference would make each block's output depend on how much background and which tissue the
+block holds, i.e. on the block size, with seams between blocks.
 """
 
 from __future__ import annotations
