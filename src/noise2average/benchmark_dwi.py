@@ -47,6 +47,7 @@ class DwiBenchConfig:
     snr: float = 20.0
     seed: int = 0
     group_size: int = 7
+    subsets: int = 2  # repetitions made by dti_split in the subset case
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +109,8 @@ def build_case(cfg: DwiBenchConfig) -> Case:
                     ph.brain_mask, ph.wm_mask, ph.metrics, aff, record)
     if cfg.case != "subset":
         raise ValueError(f"unknown case {cfg.case!r}")
-    split, bv, bc, split_rec = dti_split(reps[0], ph.bvals, ph.bvecs, ph.brain_mask)
+    split, bv, bc, split_rec = dti_split(reps[0], ph.bvals, ph.bvecs, ph.brain_mask,
+                                         n_subsets=cfg.subsets)
     clean = synthesize(ph.field.evals, ph.field.evecs, ph.field.S0.astype(np.float32), bv, bc,
                        ph.field.mask)
     record["split"] = split_rec
@@ -158,7 +160,7 @@ def run_method(case: Case, method: str, config, group_size: int,
         out = DIFFUSION[method]([case.single], case.brain, 0.0, bvals=case.single_bvals)
         return np.where(case.brain[..., None], out, 0).astype(np.float32), "single"
     res = denoise_dwi(case.reps, case.bvals, case.bvecs, case.brain,
-                      config.replace(method=method), group_size=group_size,
+                      config.replace(method=method, align="auto"), group_size=group_size,
                       reference=case.clean if method == "supervised" else None,
                       init_model=init_model)
     return res.output, "reps"

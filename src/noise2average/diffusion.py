@@ -252,8 +252,6 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
         raise InputError(f"method {config.method!r} is for 3D images; for diffusion series use "
                          "n2a, n2n, supervised, pretrained, average, mppca, dwidenoise or "
                          "patch2self")
-    if config.align != "none" or config.stopping != "fixed":
-        raise InputError("align and stopping options are not available for diffusion series yet")
     if config.method == "supervised":
         if reference is None:
             raise InputError("method 'supervised' needs a clean reference series")

@@ -199,6 +199,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     from .provenance import environment, file_sha256, write_sidecar
     from .workflows import _check_output, _ext, _progress, _stem, lr_axis
 
+    from dataclasses import fields
+
     t_start = time.perf_counter()
     out = Path(output)
     paths = [Path(p) for p in reps]
@@ -206,6 +208,9 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     arrays, table, mask_arr, like, grad_files = read_series(paths, bvals, bvecs, mask_path)
     inputs = paths + grad_files + ([mask_path] if mask_path else [])
     config_changes.setdefault("lr_axis", lr_axis(like.affine))
+    if "voxel_size" in {f.name for f in fields(DenoiseConfig)}:  # mm, for align='register'
+        config_changes.setdefault("voxel_size",
+                                  tuple(float(z) for z in like.header.get_zooms()[:3]))
     config = DenoiseConfig(**config_changes)
     ref_arr = None
     if config.method == "supervised":
