@@ -122,6 +122,16 @@ def test_cli_writes_the_uncertainty_map(nifti_case):
     assert rc == 2 and not (folder / "avg.nii.gz").exists()
 
 
+def test_auto_alignment_follows_the_method():
+    base = DenoiseConfig()  # the default method, n2a-aligned
+    assert base.registers and base.strategy == "n2a"
+    # a benchmark derives every method from one base config: auto must not carry over
+    assert not base.replace(method="bm4d").registers
+    assert not base.replace(method="n2a").registers
+    assert base.replace(method="bm4d", align="register").registers
+    assert not base.replace(align="none").registers
+
+
 def test_benchmark_method_specs():
     from noise2average.benchmark import parse_spec
     from noise2average.errors import InputError

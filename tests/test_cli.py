@@ -33,7 +33,8 @@ def test_round_trip_keeps_geometry_and_writes_sidecars(nifti_case):
     assert 500 < np.median(data[data > 0]) < 1500  # back on the input's intensity scale
     side = json.loads((d / "out" / "den.json").read_text())
     assert side["config"]["method"] == "n2a-aligned" and side["config"]["steps"] == 3
-    assert side["config"]["align"] == "register"
+    assert side["config"]["align"] == "auto"  # resolved per method: n2a-aligned registers
+    assert all("frame_shift_voxels" in h for h in side["history"])
     assert side["config"]["lr_axis"] == 0
     assert len(side["inputs"]) == 3 and all(len(i["sha256"]) == 64 for i in side["inputs"])
     assert "torch" in side["environment"]

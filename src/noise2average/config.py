@@ -99,8 +99,6 @@ class DenoiseConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.align == "auto":
-            self.align = "register" if self.method == "n2a-aligned" else "none"
         for name in ("iterations", "batch_size", "patch_size", "block_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -112,7 +110,7 @@ class DenoiseConfig:
             raise InputError(f"sampling must be 'mask' or 'blocks', got {self.sampling!r}")
         if self.outside not in ("zero", "average"):
             raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
-        for name, allowed in (("align", ("none", "register")), ("target", ("average", "others")),
+        for name, allowed in (("align", ("auto", "none", "register")), ("target", ("average", "others")),
                               ("stopping", ("fixed", "cross"))):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, "
@@ -122,6 +120,14 @@ class DenoiseConfig:
         self.voxel_size = tuple(float(v) for v in self.voxel_size)
         if self.lr_axis not in (0, 1, 2):
             raise InputError(f"lr_axis must be 0, 1 or 2, got {self.lr_axis}")
+
+    @property
+    def registers(self) -> bool:
+        """Whether repetitions are re-registered (``align``, with ``auto`` resolved). Kept
+        unresolved in the config so that ``replace(method=...)`` re-resolves it."""
+        if self.align == "auto":
+            return self.method == "n2a-aligned"
+        return self.align == "register"
 
     @property
     def strategy(self) -> str:

@@ -119,7 +119,7 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     current = finish(np.mean(grid[0], axis=0))
     if config.target == "others":
         targets = [o.astype(np.float32) for o in others]
-    elif config.align == "register":
+    elif config.registers:
         targets = [np.mean(row, axis=0).astype(np.float32) for row in grid]
     else:
         targets = current
@@ -182,7 +182,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     if config.method in CLASSICAL_METHODS:
         from .methods import CLASSICAL
 
-        if config.align == "register":
+        if config.registers:
             frames = Frames(len(reps), zooms=config.voxel_size)
             frames.update(reps, mask)
             reps = [frames.to_frame(r, k, 0) for k, r in enumerate(reps)]
@@ -259,7 +259,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             bar.close()
         rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        if config.align == "register":
+        if config.registers:
             frames.update(denoised, mask)
             rec["frames"] = frames.to_list()
             rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
