@@ -222,7 +222,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         current, targets, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
         results = [resume.result]  # earlier iterations' results are in the checkpoint files
         start = resume.iteration + 1
-    best = (start - 1, current, denoised) if resume is not None else None
+    best = (start - 1, current, denoised, uncertainty) if resume is not None else None
 
     for it in range(start, n_iter + 1):
         rec: dict = {"iteration": it}
@@ -272,12 +272,12 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         if on_iteration is not None:
             on_iteration(IterationState(it, current, list(denoised), list(history)))
         if best is None or rec["cross_mse"] < history[best[0] - 1]["cross_mse"]:
-            best = (it, current, denoised)
+            best = (it, current, denoised, uncertainty)
         elif config.stopping == "cross":
             break  # the cross error rose: the previous iteration stays the result
 
     selected = history[-1]["iteration"] if history else 1
     if config.stopping == "cross" and best is not None:
-        selected, current, denoised = best
+        selected, current, denoised, uncertainty = best
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
                          policy.describe(), uncertainty, selected)
