@@ -152,23 +152,13 @@ class DwiResult:
 
 def validate_series(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list[np.ndarray]:
     """Check N >= 2 4D repetitions on one grid (and the mask) before any work."""
-    if len(reps) < 2:
-        raise InputError(f"Noise2Average needs at least 2 repetitions, got {len(reps)}")
-    arrays = [np.asarray(r, np.float32) for r in reps]
-    shape = arrays[0].shape
-    if len(shape) != 4:
-        raise InputError(f"a diffusion series must be 4D (X, Y, Z, volumes), got shape {shape}")
-    for i, a in enumerate(arrays):
-        if a.shape != shape:
-            raise InputError(f"repetition {i + 1} has shape {a.shape}, repetition 1 {shape}")
-        if not np.isfinite(a).all():
-            raise InputError(f"repetition {i + 1} contains NaN or Inf")
-    if mask is not None:
-        if mask.shape != shape[:3]:
-            raise InputError(f"mask shape {mask.shape} differs from the images' {shape[:3]}")
-        if not mask.any():
-            raise InputError("mask is empty")
-    return arrays
+    from .pipeline import validate_inputs
+
+    for r in reps:
+        if np.ndim(r) != 4:
+            raise InputError(f"a diffusion series must be 4D (X, Y, Z, volumes), got shape "
+                             f"{np.shape(r)}")
+    return validate_inputs(reps, mask)
 
 
 def series_noise_map(reps: Sequence[np.ndarray], mask: np.ndarray,
