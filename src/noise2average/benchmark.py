@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .arrays.metrics import score
-from .config import LEARNED_METHODS, DenoiseConfig
+from .config import BENCHMARK_METHODS, LEARNED_METHODS, DenoiseConfig
 
-DEFAULT_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
-                   "supervised")
+DEFAULT_METHODS = BENCHMARK_METHODS
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
@@ -21,6 +20,7 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .config import BENCHMARK_METHODS
 
     ap = argparse.ArgumentParser(prog="n2a", description="Noise2Average denoising of MRI repetitions.")
     ap.add_argument("--version", action="version", version=f"noise2average {__version__}")
@@ -181,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--reps", type=int, default=2)
     b.add_argument("--echo", action="store_true")
     b.add_argument("--methods", nargs="+", default=None,
-                   help="default: average nlmeans aonlm bm4d pretrained n2n n2a supervised; a "
+                   help=f"default: {' '.join(BENCHMARK_METHODS)}; a "
                         "method may carry settings, NAME:key=value,..., e.g. "
                         "n2a:align=register,iterations=4")
     b.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations scored")

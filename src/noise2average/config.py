@@ -11,6 +11,9 @@ LEARNED_METHODS = ("n2a-aligned", "n2a", "n2n", "supervised", "pretrained")
 CLASSICAL_METHODS = ("average", "bm4d", "aonlm", "nlmeans")
 DWI_METHODS = ("mppca", "dwidenoise", "patch2self")  # 4D diffusion series only
 METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
+# What `n2a benchmark` runs when --methods is not given.
+BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
+                     "supervised")
 
 
 @dataclass

@@ -397,9 +397,9 @@ def simulate_case(ref, mask, img, cfg, crop: int | None):
 
 def simulate_files(args: argparse.Namespace) -> None:
     """``n2a simulate``: protocol-v1 repetitions of any reference into a folder (``--dwi``:
-    the diffusion phantom, :mod:`.dwi_workflows`)."""
+    the diffusion phantom, :mod:`.workflows_dwi`)."""
     if getattr(args, "dwi", False):
-        from .dwi_workflows import simulate_dwi_files
+        from .workflows_dwi import simulate_dwi_files
 
         return simulate_dwi_files(args)
     from .arrays.simulate import SimulationConfig
@@ -488,15 +488,15 @@ def bids_app(args: argparse.Namespace) -> int:
 
 
 def dti_split_files(args: argparse.Namespace) -> None:
-    """``n2a dti-split`` (:mod:`.dwi_workflows`)."""
-    from .dwi_workflows import dti_split_files as run
+    """``n2a dti-split`` (:mod:`.workflows_dwi`)."""
+    from .workflows_dwi import dti_split_files as run
 
     run(args)
 
 
 def dti_metrics_files(args: argparse.Namespace) -> None:
-    """``n2a dti-metrics`` (:mod:`.dwi_workflows`)."""
-    from .dwi_workflows import dti_metrics_files as run
+    """``n2a dti-metrics`` (:mod:`.workflows_dwi`)."""
+    from .workflows_dwi import dti_metrics_files as run
 
     run(args)
 
