@@ -1,0 +1,95 @@
+"""One grid across benchmark cases: PSNR (and sharpness) of every method's averaged output, one
+column per case, read from the ``results.json`` files that ``n2a benchmark`` writes.
+
+    python benchmarks/summary.py docs/benchmarks/colin27_*_crop96 > grid.md
+
+Rows keep the order in which methods first appear; a cell is empty where a case did not run the
+method. The best PSNR of each column is in bold (the noisy and network-iteration rows included,
+the supervised upper bound excluded: it sees the reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def case_label(result: dict) -> str:
+    sim = result["simulation"]["config"]
+    label = f"sigma {sim['sigma']:g}, N={sim['reps']}"
+    return label + (", echo" if sim.get("echo") else "")
+
+
+def averaged_rows(result: dict) -> dict[str, dict]:
+    """method -> scores of its averaged output (the noisy rep 1 kept as its own row)."""
+    rows = {}
+    for r in result["rows"]:
+        if "psnr" not in r:
+            continue
+        if r["output"] == "average" or r["method"] == "noisy rep 1":
+            rows[r["method"]] = r
+    return rows
+
+
+def grid(results: list[dict]) -> str:
+    tables = [averaged_rows(r) for r in results]
+    methods: list[str] = []
+    for t in tables:
+        methods += [m for m in t if m not in methods]
+    best = []
+    for t in tables:
+        scores = [r["psnr"] for m, r in t.items() if not m.startswith("supervised")]
+        best.append(max(scores) if scores else None)
+    head = "| method | " + " | ".join(case_label(r) for r in results) + " |"
+    lines = [head, "|---" * (len(results) + 1) + "|"]
+    for m in methods:
+        cells = []
+        for t, b in zip(tables, best):
+            r = t.get(m)
+            if r is None:
+                cells.append("")
+                continue
+            text = f"{r['psnr']:.2f} / {r['sharpness']:.3f}"
+            bold = b is not None and abs(r["psnr"] - b) < 1e-9 and not m.startswith("supervised")
+            cells.append(f"**{text}**" if bold else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stopping_rows(result: dict) -> list[str]:
+    """For each network run with several scored iterations: the iteration the reference-free
+    cross error picks (``--stopping cross``: its minimum) against the truly best one."""
+    runs: dict[str, list[dict]] = {}
+    for r in result["rows"]:
+        base, sep, it = r["method"].rpartition(" iter ")
+        if sep and "cross_mse" in r:
+            runs.setdefault(base, []).append({**r, "iteration": int(it)})
+    lines = []
+    for method, its in runs.items():
+        its.sort(key=lambda r: r["iteration"])
+        picked = min(its, key=lambda r: r["cross_mse"])
+        best = max(its, key=lambda r: r["psnr"])
+        lines.append(f"| {case_label(result)} | {method} | {picked['iteration']} "
+                     f"({picked['psnr']:.2f}) | {best['iteration']} ({best['psnr']:.2f}) | "
+                     f"{picked['psnr'] - best['psnr']:+.2f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cases", nargs="+", type=Path, help="benchmark output folders")
+    args = ap.parse_args(argv)
+    results = [json.loads((c / "results.json").read_text()) for c in args.cases]
+    print("PSNR dB / sharpness ratio of the averaged output, inside the brain mask.\n")
+    print(grid(results))
+    rows = [line for r in results for line in stopping_rows(r)]
+    if rows:
+        print("\nThe stopping rule (minimum cross error) against the best iteration, PSNR dB.\n")
+        print("| case | method | picked | best | loss dB |\n|---|---|---|---|---|")
+        print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
