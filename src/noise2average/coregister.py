@@ -27,22 +27,6 @@ CONVENTION = ("world_fixed_to_moving_ras_mm maps a point of rep-1 (RAS mm) to th
               "usable with antsApplyTransforms -r rep-1 -t FILE")
 
 
-def load_repetitions_any_grid(paths: list[Path]):
-    """Validated 3D volumes and their images; grids may differ (registration will align them)."""
-    from .io import nifti
-
-    if len(paths) < 2:
-        raise InputError(f"registration needs at least 2 repetitions, got {len(paths)}")
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise InputError("the same file is given twice as a repetition")
-    arrays, imgs = [], []
-    for p in paths:
-        data, img = nifti.load_volume(p)
-        arrays.append(data)
-        imgs.append(img)
-    return arrays, imgs
-
-
 def register_repetitions(arrays: list[np.ndarray], affines: list[np.ndarray],
                          mask: np.ndarray | None = None, *, quiet: bool = True,
                          names: list[str] | None = None):
@@ -104,7 +88,7 @@ def run_register(reps, output_dir, mask=None, *, force: bool = False, quiet: boo
     outdir = Path(output_dir)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"output {outdir} exists and is not a folder")
-    arrays, imgs = load_repetitions_any_grid(paths)
+    arrays, imgs = nifti.load_repetitions(paths, needs="registration", same_grid=False)
     mask_path = Path(mask) if mask else None
     mask_arr = nifti.load_mask(mask_path, arrays[0].shape, imgs[0].affine) if mask_path else None
     inputs = paths + ([mask_path] if mask_path else [])

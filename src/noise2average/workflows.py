@@ -139,17 +139,7 @@ def read_repetitions(paths: list[Path], mask_path: Path | None, same_grid: bool 
     ``same_grid=False`` lets the repetitions' grids differ (they are registered afterwards)."""
     from .io import nifti
 
-    if len(paths) < 2:
-        raise InputError(f"Noise2Average needs at least 2 repetitions, got {len(paths)}")
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise InputError("the same file is given twice as a repetition")
-    arrays, imgs = [], []
-    for p in paths:
-        data, img = nifti.load_volume(p)
-        arrays.append(data)
-        imgs.append(img)
-    if same_grid:
-        nifti.check_same_grid(imgs, paths, [a.shape for a in arrays])
+    arrays, imgs = nifti.load_repetitions(paths, same_grid=same_grid)
     mask = nifti.load_mask(mask_path, arrays[0].shape, imgs[0].affine) if mask_path else None
     return arrays, mask, imgs[0]
 

@@ -298,22 +298,13 @@ def read_series(paths: list[Path], bvals, bvecs, mask_path: Path | None):
     from .io import nifti
     from .io.gradients import read_table
 
-    if len(paths) < 2:
-        raise InputError(f"Noise2Average needs at least 2 repetitions, got {len(paths)}")
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise InputError("the same file is given twice as a repetition")
     bval_paths, bvec_paths = _as_list(bvals), _as_list(bvecs)
     if not bval_paths or not bvec_paths:
         raise InputError("diffusion series need both --bvals and --bvecs")
     if len(bval_paths) != len(bvec_paths) or len(bval_paths) not in (1, len(paths)):
         raise InputError(f"give one --bvals/--bvecs pair for all series or one per series "
                          f"({len(paths)}); got {len(bval_paths)} bvals, {len(bvec_paths)} bvecs")
-    arrays, imgs = [], []
-    for p in paths:
-        data, img = nifti.load_volume(p, ndim=4)
-        arrays.append(data)
-        imgs.append(img)
-    nifti.check_same_grid(imgs, paths, [a.shape for a in arrays])
+    arrays, imgs = nifti.load_repetitions(paths, ndim=4)
     n_vol = arrays[0].shape[3]
     tables = [read_table(bv, bc, n_vol) for bv, bc in zip(bval_paths, bvec_paths)]
     for k, t in enumerate(tables[1:], start=1):

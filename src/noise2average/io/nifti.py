@@ -86,6 +86,25 @@ def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, nib
     return data, img
 
 
+def load_repetitions(paths: list[Path], ndim: int = 3, *, needs: str = "Noise2Average",
+                     same_grid: bool = True) -> tuple[list[np.ndarray], list[nib.Nifti1Image]]:
+    """Two or more distinct repetitions (``load_volume`` each); ``same_grid`` also requires one
+    voxel grid. ``needs`` names what needs the repetitions in the error line."""
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise InputError(f"{needs} needs at least 2 repetitions, got {len(paths)}")
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise InputError("the same file is given twice as a repetition")
+    arrays, imgs = [], []
+    for p in paths:
+        data, img = load_volume(p, ndim)
+        arrays.append(data)
+        imgs.append(img)
+    if same_grid:
+        check_same_grid(imgs, paths, [a.shape for a in arrays])
+    return arrays, imgs
+
+
 def check_same_grid(imgs: list[nib.Nifti1Image], paths: list[Path], shapes: list[tuple]) -> None:
     ref_shape, ref_aff = shapes[0], imgs[0].affine
     for img, p, s in zip(imgs[1:], paths[1:], shapes[1:]):
