@@ -95,7 +95,16 @@ def pretrain(model: MUNet, volumes: Sequence[np.ndarray], masks: Sequence[np.nda
              on_step: Callable[[FitState], None] | None = None,
              progress: Callable[[int, float], None] | None = None) -> FitState:
     """Train ``model`` in place; ``state`` resumes an interrupted run."""
-    sampler = SyntheticNoiseSampler(volumes, masks, config)
+    return fit_sampler(model, SyntheticNoiseSampler(volumes, masks, config), config, policy,
+                       state=state, on_step=on_step, progress=progress)
+
+
+def fit_sampler(model: MUNet, sampler, config, policy: Policy, state: FitState | None = None,
+                on_step: Callable[[FitState], None] | None = None,
+                progress: Callable[[int, float], None] | None = None) -> FitState:
+    """The optimizer run of every pre-training: ``sampler`` draws fresh noisy data every
+    ``config.refresh`` steps (its ``count``), ``config`` gives steps, lr, schedule, warm-up and
+    seed. ``state`` resumes an interrupted run."""
     if state is not None:
         sampler.count = state.step  # keeps the refresh cadence aligned after a resume
     model = policy.prepare(model)

@@ -36,9 +36,10 @@ from .arrays.masking import bounding_box
 from .arrays.noise import rician, smooth_field
 from .arrays.normalize import Norm
 from .nn.device import Policy
-from .nn.engine import FitState, fit
+from .nn.engine import FitState
 from .nn.models import MUNet
 from .nn.patches import Batch, PatchSampler
+from .pretrain import fit_sampler
 
 
 @dataclass
@@ -194,10 +195,5 @@ def pretrain_dwi(model: MUNet, fields: Sequence[FieldVolume], config: DwiPretrai
     After a resume the noisy groups differ from those of an uninterrupted run (the sampler's
     state is not checkpointed, only its random generator's), which is harmless for training.
     """
-    sampler = DwiNoiseSampler(fields, model.config.in_channels, config)
-    if state is not None:
-        sampler.count = state.step
-    model = policy.prepare(model)
-    return fit(model, sampler, config.steps, config.lr, policy, seed=config.seed,
-               schedule=config.schedule, warmup=config.warmup, state=state,
-               on_step=on_step, progress=progress)
+    return fit_sampler(model, DwiNoiseSampler(fields, model.config.in_channels, config), config,
+                       policy, state=state, on_step=on_step, progress=progress)

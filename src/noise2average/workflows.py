@@ -33,23 +33,13 @@ def pretrain_files(args: argparse.Namespace) -> None:
         from .workflows_dwi import pretrain_dwi_files
 
         return pretrain_dwi_files(args)
-    import torch
-
     from .io import nifti
-    from .io.checkpoint import load_fit, save_fit
     from .io.templates import mni152
-    from .io.weights import save_model
-    from .nn.device import resolve_policy
     from .nn.models import build_model
     from .pretrain import PretrainConfig, pretrain
-    from .provenance import environment
 
-    out = Path(args.output)
-    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
     images = [Path(p) for p in args.images or []]
-    _check_output(out, images, args.force)
-    if ckpt.exists() and not args.resume and not args.force:
-        raise InputError(f"checkpoint {ckpt} exists; pass --resume to continue or --force")
+    out, ckpt = pretrain_outputs(args, images)
     if images:
         if not args.masks or len(args.masks) != len(images):
             raise InputError("--masks must give one brain mask per --images file")
@@ -66,37 +56,62 @@ def pretrain_files(args: argparse.Namespace) -> None:
     cfg = PretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
                          patch_size=args.patch, sigma_min=args.sigma_range[0],
                          sigma_max=args.sigma_range[1], seed=args.seed)
+    meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
+            "preset": args.preset, "noise": "Rician, g-factor maps, correlated, bias, gamma"}
+    run_pretraining(args, out, ckpt, lambda: build_model(args.preset), meta, cfg.steps, "pretrain",
+                    lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy, **kw))
+
+
+def pretrain_outputs(args: argparse.Namespace, inputs: list[Path]) -> tuple[Path, Path]:
+    """The weights file and its checkpoint folder, checked before any work starts."""
+    out = Path(args.output)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
+    _check_output(out, inputs, args.force)
+    if ckpt.exists() and not args.resume and not args.force:
+        raise InputError(f"checkpoint {ckpt} exists; pass --resume to continue or --force")
+    return out, ckpt
+
+
+def run_pretraining(args: argparse.Namespace, out: Path, ckpt: Path, new_model, meta: dict,
+                    steps: int, label: str, train) -> None:
+    """The resumable pre-training loop shared by T1w and diffusion: resume from ``ckpt`` with
+    ``--resume``, checkpoint every ``--checkpoint-every`` steps, then write the weights (with
+    ``meta``) and the loss curve. ``new_model()`` builds the untrained network (after the seed
+    is set, so its initial weights follow ``--seed``); ``train(model, policy, state=, on_step=,
+    progress=)`` runs the optimizer and returns its final state."""
+    import torch
+
+    from .io.atomic import write_text
+    from .io.checkpoint import load_fit, save_fit
+    from .io.weights import save_model
+    from .nn.device import resolve_policy
+    from .provenance import environment
+
     policy = resolve_policy(args.device, args.precision, args.threads)
     torch.manual_seed(args.seed)
-    state = None
-    model = build_model(args.preset)
+    model, state = new_model(), None
     if args.resume:
         loaded = load_fit(ckpt)
         if loaded is not None:
             model, state, _ = loaded
-    meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
-            "preset": args.preset, "noise": "Rician, g-factor maps, correlated, bias, gamma"}
-    bar = _progress(cfg.steps, "pretrain", args.quiet)
+    bar = _progress(steps, label, args.quiet)
     if state is not None:
         bar.update(state.step)
 
     def on_step(s):
-        if s.step % args.checkpoint_every == 0 or s.step == cfg.steps:
+        if s.step % args.checkpoint_every == 0 or s.step == steps:
             save_fit(ckpt, model, s, meta)
 
     def progress(n, loss):
         bar.update(n)
         bar.set_postfix(loss=f"{loss:.4f}")
 
-    state = pretrain(model, vols, masks, cfg, policy, state=state, on_step=on_step,
-                     progress=progress)
+    state = train(model, policy, state=state, on_step=on_step, progress=progress)
     bar.close()
     meta.update({"steps_done": state.step, "seconds": round(state.seconds, 1),
                  "final_loss_mean100": float(np.mean(state.losses[-100:])),
                  "environment": environment(policy)})
     save_model(out, model, meta)
-    from .io.atomic import write_text
-
     write_text(out.with_suffix(".losses.json"), json.dumps(state.losses))
 
 

@@ -213,22 +213,11 @@ def simulate_dwi_files(args: argparse.Namespace) -> None:
 
 def pretrain_dwi_files(args: argparse.Namespace) -> None:
     """``n2a pretrain --dwi``: the diffusion network on the Colin27 tensor-field phantom."""
-    import torch
-
-    from .io.atomic import write_text
-    from .io.checkpoint import load_fit, save_fit
-    from .io.weights import save_model
-    from .nn.device import resolve_policy
     from .nn.models import DIFFUSION_PRESETS, build_model, with_channels
     from .pretrain_dwi import DwiPretrainConfig, colin27_fields, pretrain_dwi
-    from .provenance import environment
-    from .workflows import _check_output, _progress
+    from .workflows import pretrain_outputs, run_pretraining
 
-    out = Path(args.output)
-    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
-    _check_output(out, [], args.force)
-    if ckpt.exists() and not args.resume and not args.force:
-        raise InputError(f"checkpoint {ckpt} exists; pass --resume to continue or --force")
+    out, ckpt = pretrain_outputs(args, [])
     if args.images:
         raise InputError("--dwi pre-trains on the Colin27 tensor phantom; --images is for T1w")
     preset = {"cpu": "dti-cpu", "paper": "dti-paper", "tiny": "dti-tiny"}.get(args.preset,
@@ -244,39 +233,15 @@ def pretrain_dwi_files(args: argparse.Namespace) -> None:
         raise InputError(f"--snr-range must be 0 < LO <= HI, got {lo} {hi}")
     cfg = DwiPretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
                             patch_size=args.patch, snr_min=lo, snr_max=hi, seed=args.seed)
-    policy = resolve_policy(args.device, args.precision, args.threads)
-    torch.manual_seed(args.seed)
     fields = colin27_fields(seed=args.seed)
-    model, state = build_model(with_channels(preset, k)), None
-    if args.resume:
-        loaded = load_fit(ckpt)
-        if loaded is not None:
-            model, state, _ = loaded
     meta = {"kind": "dwi", "pretrain": cfg.to_dict(), "preset": preset, "group_size": k,
             "data": "Colin27 (mricron-data ch2.nii.gz, ch2bet.nii.gz) tissue classes -> "
                     "make_phantom tensor fields at 2.0 and 1.5 mm",
             "noise": "Rician, b0 SNR log-uniform, mean of 1-6 b0s, random directions, b, "
                      "diffusivity and S0 contrast"}
-    bar = _progress(cfg.steps, "pretrain dwi", args.quiet)
-    if state is not None:
-        bar.update(state.step)
-
-    def on_step(s):
-        if s.step % args.checkpoint_every == 0 or s.step == cfg.steps:
-            save_fit(ckpt, model, s, meta)
-
-    def progress(n, loss):
-        bar.update(n)
-        bar.set_postfix(loss=f"{loss:.4f}")
-
-    state = pretrain_dwi(model, fields, cfg, policy, state=state, on_step=on_step,
-                         progress=progress)
-    bar.close()
-    meta.update({"steps_done": state.step, "seconds": round(state.seconds, 1),
-                 "final_loss_mean50": float(np.mean(state.losses[-50:])),
-                 "environment": environment(policy)})
-    save_model(out, model, meta)
-    write_text(out.with_suffix(".losses.json"), json.dumps(state.losses))
+    run_pretraining(args, out, ckpt, lambda: build_model(with_channels(preset, k)), meta, cfg.steps,
+                    "pretrain dwi",
+                    lambda model, policy, **kw: pretrain_dwi(model, fields, cfg, policy, **kw))
 
 
 def _as_list(value) -> list[Path]:
