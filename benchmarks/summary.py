@@ -21,14 +21,26 @@ def case_label(result: dict) -> str:
     return label + (", echo" if sim.get("echo") else "")
 
 
+def _label(method: str) -> str:
+    """``n2a-aligned:iterations=3 iter 2`` -> ``n2a-aligned iter 2``: the iteration count a
+    case ran does not change what iteration k is, so the cases share rows."""
+    spec, sep, it = method.partition(" iter ")
+    name, _, opts = spec.partition(":")
+    kept = [o for o in opts.split(",") if o and not o.startswith("iterations=")]
+    return name + (":" + ",".join(kept) if kept else "") + sep + it
+
+
 def averaged_rows(result: dict) -> dict[str, dict]:
-    """method -> scores of its averaged output (the noisy rep 1 kept as its own row)."""
+    """method -> scores of its averaged output (the noisy rep 1 kept as its own row). A run
+    scored per iteration is listed by iteration only (its final output is its last one)."""
+    per_iteration = {_label(r["method"]).split(" iter ")[0] for r in result["rows"]
+                     if " iter " in r["method"]}
     rows = {}
     for r in result["rows"]:
-        if "psnr" not in r:
+        if "psnr" not in r or _label(r["method"]) in per_iteration:
             continue
         if r["output"] == "average" or r["method"] == "noisy rep 1":
-            rows[r["method"]] = r
+            rows[_label(r["method"])] = r
     return rows
 
 
@@ -87,7 +99,7 @@ def stopping_rows(result: dict) -> list[str]:
         for cap in (2, None):
             p = cross_pick(its, cap)
             cells.append(f"{p['iteration']}: {p['psnr']:.2f} ({p['psnr'] - fixed['psnr']:+.2f})")
-        lines.append(f"| {case_label(result)} | {method} | {len(its)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {case_label(result)} | {_label(method)} | {len(its)} | " + " | ".join(cells) + " |")
     return lines
 
 

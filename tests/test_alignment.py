@@ -128,6 +128,10 @@ def test_auto_alignment_follows_the_method():
     # a benchmark derives every method from one base config: auto must not carry over
     assert not base.replace(method="bm4d").registers
     assert not base.replace(method="n2a").registers
+    # the same for the stopping rule: the default stops on the cross error, the paper does not
+    assert base.stops_early and not base.replace(method="n2a").stops_early
+    assert base.replace(method="n2a", stopping="cross").stops_early
+    assert not base.replace(stopping="fixed").stops_early
     assert base.replace(method="bm4d", align="register").registers
     assert not base.replace(align="none").registers
 

@@ -42,6 +42,8 @@ def test_round_trip_keeps_geometry_and_writes_sidecars(nifti_case):
     for name in ("den_rep-1", "den_rep-2", "den_noisemap", "den_iter-1", "den_iter-2"):
         assert (d / "out" / f"{name}.nii.gz").is_file() and (d / "out" / f"{name}.json").is_file()
     assert not (d / "out" / "den.ckpt").exists()  # removed once the outputs are complete
+    report = (d / "out" / "den_report.html").read_text()
+    assert f"iteration {side['selected_iteration']} of 2" in report
     assert not [p for p in (d / "out").iterdir() if ".part" in p.name]
 
 

@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                         "repetitions (the paper) or of the others (leave-one-out)")
     d.add_argument("--stopping", choices=["fixed", "cross"], default=None,
                    help="fixed: run --iterations; cross: stop when the other repetitions' "
-                        "denoised images stop predicting each noisy one better, keep the best")
+                        "denoised images stop predicting each noisy one better, keep the best "
+                        "(default: cross for n2a-aligned, fixed for the others)")
     d.add_argument("--save-uncertainty", action="store_true",
                    help="also write the uncertainty map (standard error of the mean of the "
                         "denoised repetitions)")

@@ -52,7 +52,8 @@ class DenoiseResult:
     uncertainty
         Local standard error of the mean of the denoised repetitions (learned methods).
     selected_iteration
-        The iteration whose result is ``output`` (the last one unless ``stopping='cross'``).
+        The iteration whose result is ``output`` (the last one unless the cross-error rule
+        of ``stopping`` kept an earlier one).
     """
 
     output: np.ndarray
@@ -273,11 +274,11 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             on_iteration(IterationState(it, current, list(denoised), list(history)))
         if best is None or rec["cross_mse"] < history[best[0] - 1]["cross_mse"]:
             best = (it, current, denoised, uncertainty)
-        elif config.stopping == "cross":
+        elif config.stops_early:
             break  # the cross error rose: the previous iteration stays the result
 
     selected = history[-1]["iteration"] if history else 1
-    if config.stopping == "cross" and best is not None:
+    if config.stops_early and best is not None:
         selected, current, denoised, uncertainty = best
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
                          policy.describe(), uncertainty, selected)

@@ -356,6 +356,8 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
                "mask": record["mask"], "model": record["model"],
                "grid": f"{like.shape[:3]} voxels of {zooms} mm, "
                        f"{''.join(nib.aff2axcodes(like.affine))}"}
+    if len(history) > 1:  # say which iteration is the result (the stopping rule may keep one)
+        details["result"] = f"iteration {record['selected_iteration']} of {len(history)}"
     average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
     write_report(path, inputs=arrays, average=average, result=result.output,
                  residual=arrays[0] - result.output, noise_map=result.noise_map,
