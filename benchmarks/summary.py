@@ -1,7 +1,7 @@
 """One grid across benchmark cases: PSNR (and sharpness) of every method's averaged output, one
 column per case, read from the ``results.json`` files that ``n2a benchmark`` writes.
 
-    python benchmarks/summary.py docs/benchmarks/colin27_*_crop96 > grid.md
+    python benchmarks/summary.py docs/benchmarks/colin27_sigma0.0* > grid.md
 
 Rows keep the order in which methods first appear; a cell is empty where a case did not run the
 method. The best PSNR of each column is in bold (the noisy and network-iteration rows included,
@@ -99,7 +99,8 @@ def stopping_rows(result: dict) -> list[str]:
         for cap in (2, None):
             p = cross_pick(its, cap)
             cells.append(f"{p['iteration']}: {p['psnr']:.2f} ({p['psnr'] - fixed['psnr']:+.2f})")
-        lines.append(f"| {case_label(result)} | {_label(method)} | {len(its)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {case_label(result)} | {_label(method)} | {len(its)} | "
+                     + " | ".join(cells) + " |")
     return lines
 
 
