@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .arrays.metrics import score
-from .config import BENCHMARK_METHODS, LEARNED_METHODS, DenoiseConfig
-
-DEFAULT_METHODS = BENCHMARK_METHODS
+from .config import LEARNED_METHODS, DenoiseConfig
 
 
 @dataclass

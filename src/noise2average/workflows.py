@@ -435,15 +435,15 @@ def simulate_files(args: argparse.Namespace) -> None:
 def benchmark_files(args: argparse.Namespace) -> None:
     """``n2a benchmark``: one simulated case, every method, one table, JSON and figure."""
     from .arrays.simulate import SimulationConfig
-    from .benchmark import DEFAULT_METHODS, markdown_table, run_methods, score_runs
-    from .config import METHODS, DenoiseConfig
+    from .benchmark import markdown_table, run_methods, score_runs
+    from .config import BENCHMARK_METHODS, METHODS, DenoiseConfig
     from .io.atomic import write_text
     from .io.figures import slices_figure
     from .provenance import environment
 
     cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
     cfg.validate()
-    methods = args.methods or list(DEFAULT_METHODS)
+    methods = args.methods or list(BENCHMARK_METHODS)
     from .benchmark import parse_spec
 
     unknown = [m for m in methods if parse_spec(m)[0] not in METHODS]
