@@ -92,6 +92,8 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
             rows.append({"method": r.method, "output": "skipped", "error": r.error})
             continue
         base = {"seconds": round(r.seconds, 1), "peak_rss_gb": round(r.peak_rss_gb, 2)}
+        kept = next((h for h in r.history if h.get("iteration") == r.selected_iteration), {})
+        base.update({k: kept[k] for k in ("cross_mse", "residual_corr") if k in kept})
         rows.append({"method": r.method, "output": "average", **score(r.output, reference, mask),
                      **base})
         if r.rep1 is not None:
