@@ -85,6 +85,8 @@ def main() -> None:
     n_iter = len(res.history)
     train_s = sum(h.get("train_seconds", 0) for h in res.history)
     infer_s = sum(h["infer_seconds"] for h in res.history)
+    # registration of the repetitions (n2a-aligned): the first target's and every iteration's
+    align_s = sum(h.get("align_seconds", 0) + h.get("target_align_seconds", 0) for h in res.history)
     train_flops = 3 * fpv * cfg.patch_size**3 * cfg.batch_size * cfg.steps * n_iter
     vox = processed_voxels(mask, cfg.block_size, model.config.receptive_radius)
     infer_flops = fpv * vox * len(reps) * (2 if cfg.flip else 1) * n_iter
@@ -95,6 +97,8 @@ def main() -> None:
         "conv3d_peak_tflops": round(peak, 4),
         "end_to_end_seconds": round(wall, 1),
         "train_seconds": round(train_s, 1), "infer_seconds": round(infer_s, 1),
+        "align_seconds": round(align_s, 1), "iterations_run": n_iter,
+        "selected_iteration": res.selected_iteration,
         "train_tflops": round(train_flops / train_s / 1e12, 4) if train_s else None,
         "infer_tflops": round(infer_flops / infer_s / 1e12, 4),
         "train_fraction_of_peak": round(train_flops / train_s / 1e12 / peak, 3) if train_s else None,

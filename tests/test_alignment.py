@@ -3,6 +3,7 @@ uncertainty map, the reference-free diagnostics and the cross-error stopping rul
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -86,14 +87,22 @@ def test_diagnostics_see_blur_and_prefer_the_better_estimate(mni_crop):
 def test_pipeline_aligns_reports_and_stops(mni_crop):
     t1, mask = mni_crop
     t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
-    reps, _ = _shifted_pair(t1, mask, np.random.default_rng(3), sigma=0.05)
+    reps, move = _shifted_pair(t1, mask, np.random.default_rng(3), sigma=0.05)
     cfg = DenoiseConfig(steps=2, iterations=3, preset="tiny", init="scratch", threads=1,
                         align="register", stopping="cross", patch_size=16, block_size=40)
     res = denoise(reps, mask, cfg)
     hist = res.history
+    # the first target (the average of the noisy repetitions) is registered too: its frames
+    # undo the known motion to a tenth of a voxel, noisy as the repetitions are
+    first = Frames(2, hist[0]["target_frames"])
+    assert Frames(2, [np.eye(4), first.matrices[1] @ move]).shifts(mask)[1] < 0.1
+    assert hist[0]["target_frame_shift_voxels"][1] > 0.3
+    assert all("target_frames" not in h for h in hist[1:])
     assert all("cross_mse" in h and "residual_corr" in h for h in hist)
     assert all(h["frame_shift_voxels"][1] > 0.3 for h in hist)
-    crosses = [h["cross_mse"] for h in hist]
+    # scored on the held-out slab, which the training loss never saw
+    assert 0 < hist[0]["holdout"]["voxels"] < mask.sum() / 2
+    crosses = [h["heldout_cross_mse"] for h in hist]
     # the rule keeps the iteration before the first rise (or the last one)
     rise = next((i for i in range(1, len(crosses)) if crosses[i] >= crosses[i - 1]), None)
     expected = rise if rise is not None else len(crosses)
@@ -110,12 +119,15 @@ def test_cli_writes_the_uncertainty_map(nifti_case):
     out = folder / "den.nii.gz"
     rc = main(["denoise", *map(str, paths), "--mask", str(mpath), "-o", str(out), "--steps", "2",
                "--iterations", "1", "--align", "register", "--save-uncertainty", "--threads", "1",
-               "--quiet", "--no-report"])
+               "--holdout", "0.1", "--quiet", "--no-report"])
     assert rc == 0
     unc = folder / "den_uncertainty.nii.gz"
     assert unc.is_file() and (folder / "den_uncertainty.json").is_file()
     side = json.loads((folder / "den.json").read_text())
-    assert side["config"]["align"] == "register" and side["selected_iteration"] == 1
+    assert side["config"]["align"] == "register" and side["config"]["holdout"] == 0.1
+    # the default stopping rule scored the pre-trained network (iteration 0) against it
+    assert side["selected_iteration"] in (0, 1)
+    assert "pretrained_heldout_cross_mse" in side["history"][0]
     assert "frame_shift_voxels" in side["history"][0]
     rc = main(["denoise", *map(str, paths), "-o", str(folder / "avg.nii.gz"), "--method",
                "average", "--save-uncertainty", "--quiet"])
@@ -146,3 +158,32 @@ def test_benchmark_method_specs():
     for bad in ("n2a:colour=red", "n2a:iterations", "n2a:method=n2n"):
         with pytest.raises(InputError):
             parse_spec(bad)
+
+
+def test_pretrained_prediction_competes_as_iteration_0(mni_crop):
+    """A fine-tuning that goes wrong (a learning rate far too high) loses on the held-out slab
+    to the pre-trained network's own prediction, which then becomes the result."""
+    from noise2average.nn.models import build_model
+
+    t1, mask = mni_crop
+    t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
+    reps, _ = _shifted_pair(t1, mask, np.random.default_rng(4), sigma=0.05)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = build_model("tiny")
+    kw = dict(preset="tiny", threads=1, align="register", patch_size=16, block_size=40, seed=0)
+    ruined = denoise(reps, mask, DenoiseConfig(steps=8, lr=0.5, iterations=2, stopping="cross",
+                                               **kw), init_model=copy.deepcopy(net))
+    first = ruined.history[0]
+    assert first["pretrained_heldout_cross_mse"] < min(
+        h["heldout_cross_mse"] for h in ruined.history)
+    assert ruined.selected_iteration == 0
+    # the result is the pre-trained network's prediction on the whole mask
+    plain = denoise(reps, mask, DenoiseConfig(method="pretrained", **kw),
+                    init_model=copy.deepcopy(net))
+    np.testing.assert_allclose(ruined.denoised[0], plain.denoised[0], atol=1e-5)
+    # without the hold-out the rule scores on the whole mask and has no iteration 0
+    whole = denoise(reps, mask, DenoiseConfig(steps=2, iterations=1, stopping="cross",
+                                              holdout=0, **kw), init_model=copy.deepcopy(net))
+    assert "holdout" not in whole.history[0] and "heldout_cross_mse" not in whole.history[0]
+    assert whole.selected_iteration == 1

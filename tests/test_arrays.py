@@ -53,3 +53,21 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary left behind
+
+
+def test_holdout_slab_is_one_central_slab_holding_the_fraction():
+    from noise2average.arrays.masking import holdout_slab
+
+    mask = np.zeros((30, 50, 40), bool)
+    mask[5:25, 4:46, 6:34] = True
+    slab = holdout_slab(mask, 0.1)
+    # across the longest axis (1), contiguous, about the middle, at least the fraction
+    assert slab[0] == slice(None) and slab[2] == slice(None)
+    lo, hi = slab[1].start, slab[1].stop
+    assert abs((lo + hi) / 2 - 25) <= 1.5
+    assert mask[slab].sum() >= 0.1 * mask.sum()
+    assert mask[:, lo + 1:hi, :].sum() < 0.1 * mask.sum()  # not thicker than it needs to be
+    # a tiny mask still gets the minimum thickness
+    small = np.zeros((8, 8, 8), bool)
+    small[2:6, 2:6, 2:6] = True
+    assert holdout_slab(small, 0.01, min_thickness=3)[0].stop - holdout_slab(small, 0.01)[0].start == 3

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="fixed: run --iterations; cross: stop when the other repetitions' "
                         "denoised images stop predicting each noisy one better, keep the best "
                         "(default: cross for n2a-aligned, fixed for the others)")
+    d.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                   help="with cross stopping: the fraction of the mask (a central slab) kept "
+                        "out of fine-tuning and used to score the iterations and the "
+                        "pre-trained network (iteration 0) (default 0.08; 0: score on the "
+                        "whole mask, no iteration 0)")
     d.add_argument("--save-uncertainty", action="store_true",
                    help="also write the uncertainty map (standard error of the mean of the "
                         "denoised repetitions)")

@@ -72,6 +72,12 @@ class DenoiseConfig:
         iteration (``iterations`` is then the maximum). With the default 2 iterations,
         ``cross`` costs nothing extra: it keeps iteration 1 when iteration 2 made the cross
         error worse (measured in docs/benchmarks.md: it happens with 4 repetitions).
+    holdout
+        With the cross-error rule: the fraction of the mask (one central slab) left out of the
+        fine-tuning loss and used to score the iterations, so that the score is not biased by
+        the network having fitted the noise it is scored on. The pre-trained network's own
+        prediction competes as iteration 0 on the same slab (a partial inference pass) and is
+        the result when it scores best. 0: score on the whole mask, no iteration 0.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -94,6 +100,7 @@ class DenoiseConfig:
     align: str = "auto"
     target: str = "average"
     stopping: str = "auto"
+    holdout: float = 0.08
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -121,6 +128,8 @@ class DenoiseConfig:
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
+        if not 0 <= self.holdout <= 0.5:
+            raise InputError(f"holdout must be a fraction in [0, 0.5], got {self.holdout}")
         if len(self.voxel_size) != 3 or not all(v > 0 for v in self.voxel_size):
             raise InputError(f"voxel_size must be 3 positive sizes (mm), got {self.voxel_size}")
         self.voxel_size = tuple(float(v) for v in self.voxel_size)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arrays.agreement import iteration_diagnostics, uncertainty_map
+from .arrays.agreement import cross_error, iteration_diagnostics, uncertainty_map
 from .arrays.frames import Frames
 from .arrays.channels import broadcast_mask, channels_first, channels_last
-from .arrays.masking import auto_mask
+from .arrays.masking import auto_mask, holdout_slab
 from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, DenoiseConfig
@@ -53,7 +53,8 @@ class DenoiseResult:
         Local standard error of the mean of the denoised repetitions (learned methods).
     selected_iteration
         The iteration whose result is ``output`` (the last one unless the cross-error rule
-        of ``stopping`` kept an earlier one).
+        of ``stopping`` kept an earlier one; 0: the pre-trained network's prediction scored
+        best on the held-out slab).
     """
 
     output: np.ndarray
@@ -104,7 +105,8 @@ def _initial_model(config: DenoiseConfig, init_model=None):
     return load_model(config.init)[0]
 
 
-def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish):
+def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish,
+             holdout: np.ndarray | None = None):
     """Result, next targets, diagnostics and uncertainty map of one iteration's denoised reps.
 
     Every denoised repetition is brought into every repetition's frame (identity frames, the
@@ -117,6 +119,8 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     others = [(np.sum(row, axis=0) - row[j]) / (n - 1) for j, row in enumerate(grid)]
     residuals = [frames.to_frame(reps[k] - denoised[k], k, 0) for k in range(n)]
     diagnostics = iteration_diagnostics(reps, others, residuals, grid[0], mask)
+    if holdout is not None:
+        diagnostics["heldout_cross_mse"] = cross_error(reps, others, holdout)
     current = finish(np.mean(grid[0], axis=0))
     if config.target == "others":
         targets = [o.astype(np.float32) for o in others]
@@ -125,6 +129,13 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     else:
         targets = current
     return current, targets, diagnostics, uncertainty_map(grid[0], mask)
+
+
+def _score(record: dict, key: str) -> float:
+    """A stopping score of an iteration's record; missing or NaN (a diverged run) counts as
+    the worst."""
+    value = record.get(key)
+    return float(value) if value is not None and np.isfinite(value) else np.inf
 
 
 def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
@@ -206,6 +217,28 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     n_iter = config.iterations if config.strategy == "n2a" else 1
     steps = 0 if config.method == "pretrained" else config.steps
     centres = block_centres(mask, config.patch_size) if config.sampling == "blocks" else None
+    # the held-out slab: out of the training loss, where iterations (and the pre-trained
+    # network, iteration 0) are scored by the cross error without the training bias
+    holdout, slab = None, None
+    if config.stops_early and config.holdout > 0 and steps > 0:
+        slab = holdout_slab(mask, config.holdout)
+        holdout = np.zeros_like(mask)
+        holdout[slab] = mask[slab]
+        if not (mask & ~holdout).any():  # a mask too small to spare a slab
+            holdout, slab = None, None
+    train_mask = mask & ~holdout if holdout is not None else mask
+    key = "heldout_cross_mse" if holdout is not None else "cross_mse"
+
+    def infer(net, region, bar=None) -> list[np.ndarray]:
+        """Each repetition denoised by ``net`` inside ``region`` (the input elsewhere)."""
+        out = []
+        for rep, norm in zip(reps, norms):
+            z = channels_first(norm.forward(rep))
+            d = denoise_volume(net, z, region, policy, radius, config.block_size, flip_axis,
+                               progress=bar.update if bar else None)
+            out.append(np.where(broadcast_mask(region, rep),
+                                norm.inverse(channels_last(d, rep.ndim)), rep).astype(np.float32))
+        return out
 
     history: list[dict] = []
     results: list[np.ndarray] = []
@@ -224,15 +257,44 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         results = [resume.result]  # earlier iterations' results are in the checkpoint files
         start = resume.iteration + 1
     best = (start - 1, current, denoised, uncertainty) if resume is not None else None
+    first_rec: dict = {}
+    if resume is None and config.registers:
+        # The first target is the average too, so it is registered as well: noisy repetitions
+        # register well enough with a whole brain's voxels, and a misaligned average would teach
+        # iteration 1 the misalignment's blur. The denoised repetitions refine these frames.
+        t0 = time.perf_counter()
+        frames.update(reps, mask)
+        if steps > 0:
+            _, targets, _, _ = _combine(reps, reps, frames, mask, config, finish)
+        first_rec = {"target_frames": frames.to_list(),
+                     "target_frame_shift_voxels": [round(v, 4) for v in frames.shifts(mask)],
+                     "target_align_seconds": round(time.perf_counter() - t0, 2)}
+    if holdout is not None and resume is None:
+        axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
+        lo, hi = slab[axis].start, slab[axis].stop
+        first_rec["holdout"] = {"axis": axis, "slices": [lo, hi], "voxels": int(holdout.sum())}
+    if holdout is not None and resume is None and (init_model is not None
+                                                   or config.init != "scratch"):
+        # iteration 0: the pre-trained prediction, computed on the slab and a margin (the
+        # spline resampling between frames reaches a few voxels), scored like an iteration
+        t0 = time.perf_counter()
+        grown = [slice(None)] * 3
+        grown[axis] = slice(max(0, lo - 6), hi + 6)
+        region = np.zeros_like(mask)
+        region[tuple(grown)] = mask[tuple(grown)]
+        d0 = infer(model, region)
+        _, _, diag0, _ = _combine(reps, d0, frames, mask, config, finish, holdout)
+        first_rec.update(pretrained_heldout_cross_mse=diag0["heldout_cross_mse"],
+                         pretrained_seconds=round(time.perf_counter() - t0, 2))
 
     for it in range(start, n_iter + 1):
-        rec: dict = {"iteration": it}
+        rec: dict = {"iteration": it, **(first_rec if it == 1 else {})}
         if it > 1 and config.restart:
             model.load_state_dict(base_state)
         torch.manual_seed(config.seed + it)
         if steps > 0:
             inputs, train_targets = residual_pairs(config.strategy, reps, norms, targets, reference)
-            sampler = PatchSampler(inputs, train_targets, mask, config.patch_size,
+            sampler = PatchSampler(inputs, train_targets, train_mask, config.patch_size,
                                    config.batch_size,
                                    flip_axes=(flip_axis,) if flip_axis is not None else (),
                                    centres=centres)
@@ -248,14 +310,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         t0 = time.perf_counter()
         bar = progress(len(reps) * inference_blocks(mask, config.block_size, flip_axis is not None),
                        f"infer {it}/{n_iter}") if progress else None
-        denoised = []
-        for rep, norm in zip(reps, norms):
-            z = channels_first(norm.forward(rep))
-            out = denoise_volume(model, z, mask, policy, radius, config.block_size, flip_axis,
-                                 progress=bar.update if bar else None)
-            denoised.append(np.where(broadcast_mask(mask, rep),
-                                     norm.inverse(channels_last(out, rep.ndim)), rep
-                                     ).astype(np.float32))
+        denoised = infer(model, mask, bar)
         if bar:
             bar.close()
         rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
@@ -265,14 +320,14 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             rec["frames"] = frames.to_list()
             rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
         current, targets, diagnostics, uncertainty = _combine(reps, denoised, frames, mask,
-                                                              config, finish)
+                                                              config, finish, holdout)
         rec.update(diagnostics)
         rec["align_seconds"] = round(time.perf_counter() - t0, 2)
         results.append(current)
         history.append(rec)
         if on_iteration is not None:
             on_iteration(IterationState(it, current, list(denoised), list(history)))
-        if best is None or rec["cross_mse"] < history[best[0] - 1]["cross_mse"]:
+        if best is None or _score(rec, key) < _score(history[best[0] - 1], key):
             best = (it, current, denoised, uncertainty)
         elif config.stops_early:
             break  # the cross error rose: the previous iteration stays the result
@@ -280,5 +335,15 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     selected = history[-1]["iteration"] if history else 1
     if config.stops_early and best is not None:
         selected, current, denoised, uncertainty = best
+        score0 = _score(history[0], "pretrained_heldout_cross_mse") if history else np.inf
+        if score0 < _score(history[selected - 1], key):
+            # fine-tuning made it worse on the held-out slab: the pre-trained network's
+            # prediction, on the whole mask, is the result
+            model.load_state_dict(base_state)
+            denoised = infer(model, mask)
+            if config.registers:
+                frames.update(denoised, mask)
+            current, _, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
+            selected = 0
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
                          policy.describe(), uncertainty, selected)

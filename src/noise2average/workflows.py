@@ -185,7 +185,8 @@ def config_changes_from_args(args: argparse.Namespace) -> dict:
     for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
                      ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
                      ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset"),
-                     ("align", "align"), ("target", "target"), ("stopping", "stopping")):
+                     ("align", "align"), ("target", "target"), ("stopping", "stopping"),
+                     ("holdout", "holdout")):
         if getattr(args, arg) is not None:
             changes[key] = getattr(args, arg)
     if args.preset is not None and args.init == "pretrained":
@@ -356,7 +357,11 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
                "mask": record["mask"], "model": record["model"],
                "grid": f"{like.shape[:3]} voxels of {zooms} mm, "
                        f"{''.join(nib.aff2axcodes(like.affine))}"}
-    if len(history) > 1:  # say which iteration is the result (the stopping rule may keep one)
+    if record["selected_iteration"] == 0:  # the stopping rule kept the pre-trained network
+        details["result"] = ("the pre-trained network without fine-tuning: it scored better "
+                             f"than each of the {len(history)} fine-tuned iteration(s) on the "
+                             "held-out slab")
+    elif len(history) > 1:  # say which iteration is the result (the stopping rule may keep one)
         details["result"] = f"iteration {record['selected_iteration']} of {len(history)}"
     average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
     write_report(path, inputs=arrays, average=average, result=result.output,

@@ -10,7 +10,10 @@ rep 1's grid (after the sub-voxel re-registration when it is on). Three quantiti
   estimate plus the noise variance of y_j (a constant), as long as d_k does not depend on the
   noise of y_j; it is the stopping statistic that ``stopping='cross'`` minimizes. Noise2Average
   trains d_k towards a target that contains y_j, so the independence is only approximate; the
-  benchmark (docs/benchmarks.md) measures how well it tracks the true error;
+  benchmark (docs/benchmarks.md) measures how well it tracks the true error. Scored on a
+  region left out of the fine-tuning loss (``DenoiseConfig.holdout``) the network was never
+  asked to reproduce the noise there, so the cross error is free of that bias and fair between
+  iterations and against the pre-trained network;
 - the *residual correlation*: the correlation between the residuals y_k - d_k of different
   repetitions. Noise is independent between repetitions, anatomy is not: a positive value means
   the denoiser removed anatomy (blur) from every repetition alike.
@@ -56,8 +59,7 @@ def iteration_diagnostics(noisy: Sequence[np.ndarray], others: Sequence[np.ndarr
     mask
         Voxels scored.
     """
-    cross = float(np.mean([np.mean((np.asarray(o, np.float64)[mask] - y[mask]) ** 2)
-                           for y, o in zip(noisy, others)]))
+    cross = cross_error(noisy, others, mask)
     res = np.stack([np.asarray(r, np.float64)[mask].ravel() for r in residuals])  # 4D: flat
     res -= res.mean(axis=1, keepdims=True)
     norms = np.sqrt((res ** 2).sum(axis=1)) + 1e-12
@@ -68,6 +70,14 @@ def iteration_diagnostics(noisy: Sequence[np.ndarray], others: Sequence[np.ndarr
     return {"cross_mse": cross,
             "residual_corr": float(np.mean(corr)),
             "disagreement": float(np.sqrt(np.mean(d.var(axis=0, ddof=1))))}
+
+
+def cross_error(noisy: Sequence[np.ndarray], others: Sequence[np.ndarray],
+                mask: np.ndarray) -> float:
+    """mean_j mean_mask (o_j - y_j)^2: the cross error of :func:`iteration_diagnostics` on
+    ``mask`` alone (a held-out region gives it without the training bias)."""
+    return float(np.mean([np.mean((np.asarray(o, np.float64)[mask] - y[mask]) ** 2)
+                          for y, o in zip(noisy, others)]))
 
 
 def best_iteration(history: Sequence[dict], key: str = "cross_mse") -> int:

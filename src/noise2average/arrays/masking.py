@@ -52,3 +52,27 @@ def centred_cube(mask: np.ndarray, edge: int) -> tuple[slice, ...]:
         start = min(max(0, (s.start + s.stop) // 2 - edge // 2), max(0, n - edge))
         out.append(slice(start, min(n, start + edge)))
     return tuple(out)
+
+
+def holdout_slab(mask: np.ndarray, fraction: float, min_thickness: int = 3) -> tuple[slice, ...]:
+    """A slab through the middle of the mask, across its longest axis, thick enough to hold
+    ``fraction`` of the mask's voxels (at least ``min_thickness`` slices).
+
+    One contiguous slab, not scattered voxels, so that a network can be run on it alone (its
+    bounding box plus the receptive halo) at a fraction of a full pass.
+    """
+    box = bounding_box(mask)
+    axis = int(np.argmax([s.stop - s.start for s in box]))
+    counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+    centre = int(round(float(np.average(np.arange(counts.size), weights=counts))))
+    lo, hi = centre, centre + 1
+    goal = fraction * counts.sum()
+    while (counts[lo:hi].sum() < goal or hi - lo < min_thickness) and hi - lo < counts.size:
+        # grow towards the side with more mask voxels, inside the volume
+        down = counts[lo - 1] if lo > 0 else -1
+        up = counts[hi] if hi < counts.size else -1
+        if up >= down:
+            hi += 1
+        else:
+            lo -= 1
+    return tuple(slice(lo, hi) if a == axis else slice(None) for a in range(3))
