@@ -59,9 +59,10 @@ class DenoiseConfig:
     align
         ``auto`` (``register`` for ``n2a-aligned``, else ``none``); ``none``: average the
         repetitions as they are (the paper); ``register``: learned
-        methods register the denoised repetitions to each other (sub-voxel rigid) after every
-        iteration, average them in rep 1's frame and give every repetition its target in its
-        own frame; conventional methods register the noisy repetitions before averaging.
+        methods register the noisy repetitions for the first target and the denoised ones
+        (sub-voxel rigid) after every iteration, average them in rep 1's frame and give every
+        repetition its target in its own frame; conventional methods register the noisy
+        repetitions before averaging.
     target
         Noise2Average's target for repetition k: ``average`` of all denoised repetitions (the
         paper) or ``others``, the average of the other ones (leave-one-out).
