@@ -81,6 +81,9 @@ def run_methods(reps: Sequence[np.ndarray], mask: np.ndarray, reference: np.ndar
     return runs
 
 
+DIAGNOSTICS = ("cross_mse", "heldout_cross_mse", "residual_corr")  # per iteration, in the rows
+
+
 def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference: np.ndarray,
                mask: np.ndarray) -> list[dict]:
     """One row per output: the noisy rep 1, each method's average output, its denoised rep 1
@@ -93,7 +96,11 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
             continue
         base = {"seconds": round(r.seconds, 1), "peak_rss_gb": round(r.peak_rss_gb, 2)}
         kept = next((h for h in r.history if h.get("iteration") == r.selected_iteration), {})
-        base.update({k: kept[k] for k in ("cross_mse", "residual_corr") if k in kept})
+        base.update({k: kept[k] for k in DIAGNOSTICS if k in kept})
+        first = r.history[0] if r.history else {}
+        if "pretrained_heldout_cross_mse" in first:  # the stopping rule's iteration 0
+            base.update(selected_iteration=r.selected_iteration,
+                        pretrained_heldout_cross_mse=first["pretrained_heldout_cross_mse"])
         rows.append({"method": r.method, "output": "average", **score(r.output, reference, mask),
                      **base})
         if r.rep1 is not None:
@@ -104,7 +111,7 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
                 diag = next((h for h in r.history if h.get("iteration") == i), {})
                 rows.append({"method": f"{r.method} iter {i}", "output": "average",
                              **score(img, reference, mask),
-                             **{k: diag[k] for k in ("cross_mse", "residual_corr") if k in diag}})
+                             **{k: diag[k] for k in DIAGNOSTICS if k in diag}})
     return rows
 
 
