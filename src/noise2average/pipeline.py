@@ -269,23 +269,22 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         first_rec = {"target_frames": frames.to_list(),
                      "target_frame_shift_voxels": [round(v, 4) for v in frames.shifts(mask)],
                      "target_align_seconds": round(time.perf_counter() - t0, 2)}
-    if holdout is not None and resume is None:
+    if holdout is not None:
         axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
         lo, hi = slab[axis].start, slab[axis].stop
         first_rec["holdout"] = {"axis": axis, "slices": [lo, hi], "voxels": int(holdout.sum())}
-    if holdout is not None and resume is None and (init_model is not None
-                                                   or config.init != "scratch"):
-        # iteration 0: the pre-trained prediction, computed on the slab and a margin (the
-        # spline resampling between frames reaches a few voxels), scored like an iteration
+    d0 = None
+    if holdout is not None and (init_model is not None or config.init != "scratch"):
+        # iteration 0: the pre-trained prediction on the slab and a margin (the spline
+        # resampling between frames reaches a few voxels); scored after the last iteration,
+        # with the frames the denoised repetitions gave, like the iterations it competes with
         t0 = time.perf_counter()
         grown = [slice(None)] * 3
         grown[axis] = slice(max(0, lo - 6), hi + 6)
         region = np.zeros_like(mask)
         region[tuple(grown)] = mask[tuple(grown)]
         d0 = infer(model, region)
-        _, _, diag0, _ = _combine(reps, d0, frames, mask, config, finish, holdout)
-        first_rec.update(pretrained_heldout_cross_mse=diag0["heldout_cross_mse"],
-                         pretrained_seconds=round(time.perf_counter() - t0, 2))
+        first_rec["pretrained_seconds"] = round(time.perf_counter() - t0, 2)
 
     for it in range(start, n_iter + 1):
         rec: dict = {"iteration": it, **(first_rec if it == 1 else {})}
@@ -335,8 +334,11 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     selected = history[-1]["iteration"] if history else 1
     if config.stops_early and best is not None:
         selected, current, denoised, uncertainty = best
-        score0 = _score(history[0], "pretrained_heldout_cross_mse") if history else np.inf
-        if score0 < _score(history[selected - 1], key):
+        score0 = np.inf
+        if d0 is not None and history:
+            score0 = _combine(reps, d0, frames, mask, config, finish, holdout)[2][key]
+            history[0]["pretrained_heldout_cross_mse"] = score0
+        if _score({key: score0}, key) < _score(history[selected - 1], key):
             # fine-tuning made it worse on the held-out slab: the pre-trained network's
             # prediction, on the whole mask, is the result
             model.load_state_dict(base_state)
