@@ -36,6 +36,9 @@ class DenoiseConfig:
         Optimizer steps per iteration (Adam, one batch per step).
     lr, batch_size, patch_size
         Fine-tuning learning rate, patches per step, patch edge in voxels.
+    schedule
+        Fine-tuning learning-rate schedule: ``constant`` or ``cosine`` (decay to 5 % of ``lr``
+        over the steps of each iteration).
     restart
         Start every iteration from the initial weights (reference code) instead of continuing.
     init
@@ -87,6 +90,7 @@ class DenoiseConfig:
     iterations: int = 2
     steps: int = 200
     lr: float = 2e-4
+    schedule: str = "constant"
     batch_size: int = 1
     patch_size: int = 32
     restart: bool = True
@@ -124,7 +128,8 @@ class DenoiseConfig:
             raise InputError(f"sampling must be 'mask' or 'blocks', got {self.sampling!r}")
         if self.outside not in ("zero", "average"):
             raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
-        for name, allowed in (("align", ("auto", "none", "register")), ("target", ("average", "others")),
+        for name, allowed in (("schedule", ("constant", "cosine")),
+                              ("align", ("auto", "none", "register")), ("target", ("average", "others")),
                               ("stopping", ("auto", "fixed", "cross"))):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, "

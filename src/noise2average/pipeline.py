@@ -300,7 +300,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             bar = progress(steps, f"train {it}/{n_iter}") if progress else None
             # fine-tuning keeps any batch-norm statistics of the initial model (nn.engine.fit)
             state = fit(model, sampler, steps, config.lr, policy, seed=config.seed + it,
-                        freeze_bn=True,
+                        schedule=config.schedule, freeze_bn=True,
                         progress=(lambda n, loss: (bar.update(n), bar.set_postfix(loss=f"{loss:.4f}")))
                         if bar else None)
             if bar:
