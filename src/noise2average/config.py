@@ -81,7 +81,9 @@ class DenoiseConfig:
         fine-tuning loss and used to score the iterations, so that the score is not biased by
         the network having fitted the noise it is scored on. The pre-trained network's own
         prediction competes as iteration 0 on the same slab (a partial inference pass) and is
-        the result when it scores best. 0: score on the whole mask, no iteration 0.
+        the result when it scores best (a safety net: scored against noisy data it is
+        rarely preferred even where it is better, docs/benchmarks.md). 0: score on the whole
+        mask, no iteration 0.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """

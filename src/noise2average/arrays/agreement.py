@@ -12,8 +12,10 @@ rep 1's grid (after the sub-voxel re-registration when it is on). Three quantiti
   trains d_k towards a target that contains y_j, so the independence is only approximate; the
   benchmark (docs/benchmarks.md) measures how well it tracks the true error. Scored on a
   region left out of the fine-tuning loss (``DenoiseConfig.holdout``) the network was never
-  asked to reproduce the noise there, so the cross error is free of that bias and fair between
-  iterations and against the pre-trained network;
+  asked to reproduce the noise there, so that bias is gone. One remains: the score measures the
+  distance to the noisy data's mean, so a network fine-tuned on noisy targets can score better
+  than a pre-trained one that is closer to the truth (measured in docs/benchmarks.md, Session 4;
+  our reading: the Rician bias of dark tissue);
 - the *residual correlation*: the correlation between the residuals y_k - d_k of different
   repetitions. Noise is independent between repetitions, anatomy is not: a positive value means
   the denoiser removed anatomy (blur) from every repetition alike.
