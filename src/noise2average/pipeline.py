@@ -115,8 +115,7 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     towards a copy of the anatomy shifted by the residual misalignment.
     """
     n = len(reps)
-    grid = [[frames.to_frame(denoised[k], k, j) for k in range(n)] for j in range(n)]
-    others = [(np.sum(row, axis=0) - row[j]) / (n - 1) for j, row in enumerate(grid)]
+    grid, others = _others(denoised, frames)
     residuals = [frames.to_frame(reps[k] - denoised[k], k, 0) for k in range(n)]
     diagnostics = iteration_diagnostics(reps, others, residuals, grid[0], mask)
     if holdout is not None:
@@ -129,6 +128,14 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     else:
         targets = current
     return current, targets, diagnostics, uncertainty_map(grid[0], mask)
+
+
+def _others(denoised, frames: Frames):
+    """Every denoised repetition in every repetition's frame (``grid[j][k]``: rep k in rep j's
+    frame), and for each j the mean of the other ones there."""
+    n = len(denoised)
+    grid = [[frames.to_frame(denoised[k], k, j) for k in range(n)] for j in range(n)]
+    return grid, [(np.sum(row, axis=0) - row[j]) / (n - 1) for j, row in enumerate(grid)]
 
 
 def _score(record: dict, key: str) -> float:
@@ -336,7 +343,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         selected, current, denoised, uncertainty = best
         score0 = np.inf
         if d0 is not None and history:
-            score0 = _combine(reps, d0, frames, mask, config, finish, holdout)[2][key]
+            score0 = cross_error(reps, _others(d0, frames)[1], holdout)  # that score only
             history[0]["pretrained_heldout_cross_mse"] = score0
         if _score({key: score0}, key) < _score(history[selected - 1], key):
             # fine-tuning made it worse on the held-out slab: the pre-trained network's
