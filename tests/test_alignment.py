@@ -89,7 +89,8 @@ def test_pipeline_aligns_reports_and_stops(mni_crop):
     t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
     reps, move = _shifted_pair(t1, mask, np.random.default_rng(3), sigma=0.05)
     cfg = DenoiseConfig(steps=2, iterations=3, preset="tiny", init="scratch", threads=1,
-                        align="register", stopping="cross", patch_size=16, block_size=40)
+                        align="register", stopping="cross", patch_size=16, block_size=40,
+                        output_from="denoised")
     res = denoise(reps, mask, cfg)
     hist = res.history
     # the first target (the average of the noisy repetitions) is registered too: its frames
@@ -179,11 +180,33 @@ def test_pretrained_prediction_competes_as_iteration_0(mni_crop):
         h["heldout_cross_mse"] for h in ruined.history)
     assert ruined.selected_iteration == 0
     # the result is the pre-trained network's prediction on the whole mask
-    plain = denoise(reps, mask, DenoiseConfig(method="pretrained", **kw),
+    plain = denoise(reps, mask, DenoiseConfig(method="pretrained", output_from="average", **kw),
                     init_model=copy.deepcopy(net))
     np.testing.assert_allclose(ruined.denoised[0], plain.denoised[0], atol=1e-5)
+    assert ruined.output_from == plain.output_from == "average"
+    np.testing.assert_allclose(ruined.output, plain.output, atol=1e-3)
     # without the hold-out the rule scores on the whole mask and has no iteration 0
     whole = denoise(reps, mask, DenoiseConfig(steps=2, iterations=1, stopping="cross",
                                               holdout=0, **kw), init_model=copy.deepcopy(net))
     assert "holdout" not in whole.history[0] and "heldout_cross_mse" not in whole.history[0]
     assert whole.selected_iteration == 1
+
+
+def test_result_from_the_average_of_the_repetitions(phantom):
+    """``output_from='average'``: the kept network denoises the average of the noisy
+    repetitions (noise sigma / sqrt(N)); with the shipped model that beats the mean of the
+    denoised repetitions, and it is the default of ``n2a-aligned`` only."""
+    from noise2average.arrays.metrics import psnr
+
+    reps, ref, mask = phantom
+    kw = dict(method="pretrained", threads=1, block_size=40)
+    mean = denoise(reps, mask, DenoiseConfig(output_from="denoised", **kw))
+    avg = denoise(reps, mask, DenoiseConfig(output_from="average", **kw))
+    assert (mean.output_from, avg.output_from) == ("denoised", "average")
+    assert "output_seconds" in avg.history[-1] and "output_seconds" not in mean.history[-1]
+    np.testing.assert_allclose(mean.output, np.mean(mean.denoised, axis=0) * mask, atol=1e-6)
+    assert psnr(avg.output, ref, mask) > psnr(mean.output, ref, mask) + 0.05
+    assert np.all(avg.output[~mask] == 0)
+    assert DenoiseConfig().from_average and not DenoiseConfig(method="n2a").from_average
+    with pytest.raises(Exception, match="output_from"):
+        DenoiseConfig(output_from="median")

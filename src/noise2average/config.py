@@ -76,6 +76,14 @@ class DenoiseConfig:
         iteration (``iterations`` is then the maximum). With the default 2 iterations,
         ``cross`` costs nothing extra: it keeps iteration 1 when iteration 2 made the cross
         error worse (measured in docs/benchmarks.md: it happens with 4 repetitions).
+    output_from
+        What the result is made of: ``denoised``, the mean of the denoised repetitions (the
+        paper); ``average``, the kept iteration's network applied once more, with flip
+        averaging, to the (registered) average of the noisy repetitions - the network sees
+        noise sigma / sqrt(N) there, and the result gained 0.2 dB on the benchmark
+        (docs/benchmarks.md); the repetitions' own passes, which form the targets, the scores
+        and the saved repetitions, then skip the flip averaging, which pays for the extra pass.
+        ``auto``: ``average`` for ``n2a-aligned``, else ``denoised``.
     holdout
         With the cross-error rule: the fraction of the mask (one central slab) left out of the
         fine-tuning loss and used to score the iterations, so that the score is not biased by
@@ -107,6 +115,7 @@ class DenoiseConfig:
     align: str = "auto"
     target: str = "average"
     stopping: str = "auto"
+    output_from: str = "auto"
     holdout: float = 0.08
     device: str = "auto"
     precision: str = "auto"
@@ -132,7 +141,8 @@ class DenoiseConfig:
             raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
         for name, allowed in (("schedule", ("constant", "cosine")),
                               ("align", ("auto", "none", "register")), ("target", ("average", "others")),
-                              ("stopping", ("auto", "fixed", "cross"))):
+                              ("stopping", ("auto", "fixed", "cross")),
+                              ("output_from", ("auto", "denoised", "average"))):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
@@ -159,6 +169,14 @@ class DenoiseConfig:
         if self.stopping == "auto":
             return self.method == "n2a-aligned"
         return self.stopping == "cross"
+
+    @property
+    def from_average(self) -> bool:
+        """Whether the result is the network applied to the average (``output_from``, ``auto``
+        resolved per method like ``align``)."""
+        if self.output_from == "auto":
+            return self.method == "n2a-aligned"
+        return self.output_from == "average"
 
     @property
     def strategy(self) -> str:

@@ -55,6 +55,9 @@ class DenoiseResult:
         The iteration whose result is ``output`` (the last one unless the cross-error rule
         of ``stopping`` kept an earlier one; 0: the pre-trained network's prediction scored
         best on the held-out slab).
+    output_from
+        ``average``: ``output`` is the kept network applied to the average of the noisy
+        repetitions; ``denoised``: the mean of ``denoised`` (``DenoiseConfig.output_from``).
     """
 
     output: np.ndarray
@@ -68,6 +71,7 @@ class DenoiseResult:
     compute: str = ""
     uncertainty: np.ndarray | None = None
     selected_iteration: int = 1
+    output_from: str = "denoised"
 
 
 def validate_inputs(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list[np.ndarray]:
@@ -221,6 +225,9 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     radius = model.config.receptive_radius
     norms = [Norm.fit(r, mask) for r in reps]
     flip_axis = config.lr_axis if config.flip else None
+    # with the result taken from the average, the repetitions' passes only form targets and
+    # scores: the flip averaging is kept for the one pass that makes the result
+    rep_flip = None if config.from_average else flip_axis
     n_iter = config.iterations if config.strategy == "n2a" else 1
     steps = 0 if config.method == "pretrained" else config.steps
     centres = block_centres(mask, config.patch_size) if config.sampling == "blocks" else None
@@ -236,16 +243,17 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     train_mask = mask & ~holdout if holdout is not None else mask
     key = "heldout_cross_mse" if holdout is not None else "cross_mse"
 
+    def apply(net, image, norm: Norm, region, flip, bar=None) -> np.ndarray:
+        """``image`` denoised by ``net`` inside ``region`` (the input elsewhere)."""
+        z = channels_first(norm.forward(image))
+        d = denoise_volume(net, z, region, policy, radius, config.block_size, flip,
+                           progress=bar.update if bar else None)
+        return np.where(broadcast_mask(region, image), norm.inverse(channels_last(d, image.ndim)),
+                        image).astype(np.float32)
+
     def infer(net, region, bar=None) -> list[np.ndarray]:
-        """Each repetition denoised by ``net`` inside ``region`` (the input elsewhere)."""
-        out = []
-        for rep, norm in zip(reps, norms):
-            z = channels_first(norm.forward(rep))
-            d = denoise_volume(net, z, region, policy, radius, config.block_size, flip_axis,
-                               progress=bar.update if bar else None)
-            out.append(np.where(broadcast_mask(region, rep),
-                                norm.inverse(channels_last(d, rep.ndim)), rep).astype(np.float32))
-        return out
+        """Each repetition denoised by ``net`` inside ``region``."""
+        return [apply(net, rep, norm, region, rep_flip, bar) for rep, norm in zip(reps, norms)]
 
     history: list[dict] = []
     results: list[np.ndarray] = []
@@ -264,6 +272,9 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         results = [resume.result]  # earlier iterations' results are in the checkpoint files
         start = resume.iteration + 1
     best = (start - 1, current, denoised, uncertainty) if resume is not None else None
+    # network weights by iteration (the last and the best), for the final pass on the average;
+    # an iteration finished before a resume has none, and its result stays the mean
+    weights: dict[int, dict] = {0: base_state} if config.from_average else {}
     first_rec: dict = {}
     if resume is None and config.registers:
         # The first target is the average too, so it is registered as well: noisy repetitions
@@ -314,7 +325,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
                 bar.close()
             rec.update(train_seconds=round(state.seconds, 2), losses=state.losses)
         t0 = time.perf_counter()
-        bar = progress(len(reps) * inference_blocks(mask, config.block_size, flip_axis is not None),
+        bar = progress(len(reps) * inference_blocks(mask, config.block_size, rep_flip is not None),
                        f"infer {it}/{n_iter}") if progress else None
         denoised = infer(model, mask, bar)
         if bar:
@@ -335,7 +346,10 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             on_iteration(IterationState(it, current, list(denoised), list(history)))
         if best is None or _score(rec, key) < _score(history[best[0] - 1], key):
             best = (it, current, denoised, uncertainty)
-        elif config.stops_early:
+        if config.from_average:
+            weights = {k: v for k, v in weights.items() if k in (0, best[0])}
+            weights[it] = copy.deepcopy(model.state_dict())
+        if best[0] != it and config.stops_early:
             break  # the cross error rose: the previous iteration stays the result
 
     selected = history[-1]["iteration"] if history else 1
@@ -354,5 +368,15 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
                 frames.update(denoised, mask)
             current, _, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
             selected = 0
+    output_from = "denoised"
+    if config.from_average and selected in weights and history:
+        # the kept network once more, on the average of the noisy repetitions in rep 1's frame
+        t0 = time.perf_counter()
+        model.load_state_dict(weights[selected])
+        mean_in = np.mean([frames.to_frame(r, k, 0) for k, r in enumerate(reps)], axis=0)
+        mean_in = mean_in.astype(np.float32)
+        current = finish(apply(model, mean_in, Norm.fit(mean_in, mask), mask, flip_axis))
+        output_from = "average"
+        history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
-                         policy.describe(), uncertainty, selected)
+                         policy.describe(), uncertainty, selected, output_from)

@@ -301,6 +301,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         "registration": registration,
         "noise_sigma_estimate": result.sigma,
         "selected_iteration": result.selected_iteration,
+        "output_from": result.output_from,
         "history": [{k: v for k, v in h.items() if k != "losses"} |
                     ({"loss_first": h["losses"][0], "loss_last": h["losses"][-1]}
                      if h.get("losses") else {}) for h in result.history],
@@ -363,6 +364,9 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
                              "held-out slab")
     elif len(history) > 1:  # say which iteration is the result (the stopping rule may keep one)
         details["result"] = f"iteration {record['selected_iteration']} of {len(history)}"
+    if record.get("output_from") == "average":
+        details["result"] = (details.get("result", "the fine-tuned network") + ", applied to "
+                             "the average of the noisy repetitions")
     average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
     write_report(path, inputs=arrays, average=average, result=result.output,
                  residual=arrays[0] - result.output, noise_map=result.noise_map,
