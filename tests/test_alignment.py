@@ -210,3 +210,30 @@ def test_result_from_the_average_of_the_repetitions(phantom):
     assert DenoiseConfig().from_average and not DenoiseConfig(method="n2a").from_average
     with pytest.raises(Exception, match="output_from"):
         DenoiseConfig(output_from="median")
+
+
+def test_registered_runs_give_every_strategy_targets_in_each_repetitions_frame(mni_crop):
+    """With frames, the Noise2Noise and supervised targets of rep 2 are moved into rep 2's
+    frame, so they line up with rep 2's anatomy instead of rep 1's."""
+    from noise2average.nn.strategies import image_targets
+
+    t1, mask = mni_crop
+    t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
+    (a, b), move = _shifted_pair(t1, mask, np.random.default_rng(5), sigma=0.01)
+    frames = Frames(2)
+    frames.update([a, b], mask)
+    clean2 = apply_rigid(t1, move)
+    inner = np.zeros_like(mask)
+    inner[6:-6, 6:-6, 6:-6] = mask[6:-6, 6:-6, 6:-6]
+
+    def err(img):
+        return float(np.mean((img - clean2)[inner] ** 2))
+
+    sup_plain = image_targets("supervised", [a, b], None, t1)[1]
+    sup_reg = image_targets("supervised", [a, b], None, t1, frames)[1]
+    n2n_plain = image_targets("n2n", [a, b], None)[1]
+    n2n_reg = image_targets("n2n", [a, b], None, frames=frames)[1]
+    assert err(sup_reg) < 0.2 * err(sup_plain)
+    assert err(n2n_reg) < 0.7 * err(n2n_plain)
+    # rep 1's targets stay in rep 1's frame (the reference itself)
+    np.testing.assert_allclose(image_targets("supervised", [a, b], None, t1, frames)[0], t1)

@@ -310,7 +310,8 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             model.load_state_dict(base_state)
         torch.manual_seed(config.seed + it)
         if steps > 0:
-            inputs, train_targets = residual_pairs(config.strategy, reps, norms, targets, reference)
+            inputs, train_targets = residual_pairs(config.strategy, reps, norms, targets, reference,
+                                                   frames if config.registers else None)
             sampler = PatchSampler(inputs, train_targets, train_mask, config.patch_size,
                                    config.batch_size,
                                    flip_axes=(flip_axis,) if flip_axis is not None else (),
