@@ -130,6 +130,12 @@ def test_cli_writes_the_uncertainty_map(nifti_case):
     assert side["selected_iteration"] in (0, 1)
     assert "pretrained_heldout_cross_mse" in side["history"][0]
     assert "frame_shift_voxels" in side["history"][0]
+    assert side["config"]["output_from"] == "auto" and side["output_from"] == "average"
+    rc = main(["denoise", *map(str, paths), "--mask", str(mpath), "-o", str(folder / "pap.nii.gz"),
+               "--method", "n2a", "--steps", "1", "--iterations", "1", "--output-from", "average",
+               "--threads", "1", "--quiet", "--no-report"])
+    side = json.loads((folder / "pap.json").read_text())
+    assert rc == 0 and side["output_from"] == "average" and side["config"]["method"] == "n2a"
     rc = main(["denoise", *map(str, paths), "-o", str(folder / "avg.nii.gz"), "--method",
                "average", "--save-uncertainty", "--quiet"])
     assert rc == 2 and not (folder / "avg.nii.gz").exists()

@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
                         "out of fine-tuning and used to score the iterations and the "
                         "pre-trained network (iteration 0) (default 0.08; 0: score on the "
                         "whole mask, no iteration 0)")
+    d.add_argument("--output-from", choices=["denoised", "average"], default=None,
+                   help="the result: the mean of the denoised repetitions (the paper), or the "
+                        "kept network applied once more to the (registered) average of the "
+                        "noisy repetitions (default: average for n2a-aligned, denoised for "
+                        "the others)")
     d.add_argument("--save-uncertainty", action="store_true",
                    help="also write the uncertainty map (standard error of the mean of the "
                         "denoised repetitions)")

@@ -186,7 +186,7 @@ def config_changes_from_args(args: argparse.Namespace) -> dict:
                      ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
                      ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset"),
                      ("align", "align"), ("target", "target"), ("stopping", "stopping"),
-                     ("holdout", "holdout")):
+                     ("holdout", "holdout"), ("output_from", "output_from")):
         if getattr(args, arg) is not None:
             changes[key] = getattr(args, arg)
     if args.preset is not None and args.init == "pretrained":
