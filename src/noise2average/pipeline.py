@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arrays.agreement import cross_error, iteration_diagnostics, uncertainty_map
+from .arrays.agreement import bright_region, cross_error, iteration_diagnostics, uncertainty_map
 from .arrays.frames import Frames
 from .arrays.channels import broadcast_mask, channels_first, channels_last
 from .arrays.masking import auto_mask, holdout_slab
@@ -20,6 +20,11 @@ from .config import CLASSICAL_METHODS, DWI_METHODS, DenoiseConfig
 from .errors import InputError
 
 ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-like
+
+# The held-out score counts voxels whose average exceeds this many local noise SDs of one
+# repetition: below it the magnitude (Rician) noise has a mean that fine-tuned networks learn
+# from their noisy targets and the pre-trained one removes, so dark voxels favour the former.
+SCORE_MIN_SNR = 3.0
 
 
 @dataclass
@@ -242,6 +247,11 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             holdout, slab = None, None
     train_mask = mask & ~holdout if holdout is not None else mask
     key = "heldout_cross_mse" if holdout is not None else "cross_mse"
+    scored = holdout
+    if holdout is not None:
+        bright = bright_region(average, nmap, SCORE_MIN_SNR)
+        if (holdout & bright).sum() >= 0.1 * holdout.sum():  # else: score the whole slab
+            scored = holdout & bright
 
     def apply(net, image, norm: Norm, region, flip, bar=None) -> np.ndarray:
         """``image`` denoised by ``net`` inside ``region`` (the input elsewhere)."""
@@ -290,7 +300,8 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     if holdout is not None:
         axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
         lo, hi = slab[axis].start, slab[axis].stop
-        first_rec["holdout"] = {"axis": axis, "slices": [lo, hi], "voxels": int(holdout.sum())}
+        first_rec["holdout"] = {"axis": axis, "slices": [lo, hi], "voxels": int(holdout.sum()),
+                                "scored_voxels": int(scored.sum()), "min_snr": SCORE_MIN_SNR}
     d0 = None
     if holdout is not None and (init_model is not None or config.init != "scratch"):
         # iteration 0: the pre-trained prediction on the slab and a margin (the spline
@@ -338,7 +349,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             rec["frames"] = frames.to_list()
             rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
         current, targets, diagnostics, uncertainty = _combine(reps, denoised, frames, mask,
-                                                              config, finish, holdout)
+                                                              config, finish, scored)
         rec.update(diagnostics)
         rec["align_seconds"] = round(time.perf_counter() - t0, 2)
         results.append(current)
@@ -358,7 +369,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         selected, current, denoised, uncertainty = best
         score0 = np.inf
         if d0 is not None and history:
-            score0 = cross_error(reps, _others(d0, frames)[1], holdout)  # that score only
+            score0 = cross_error(reps, _others(d0, frames)[1], scored)  # that score only
             history[0]["pretrained_heldout_cross_mse"] = score0
         if _score({key: score0}, key) < _score(history[selected - 1], key):
             # fine-tuning made it worse on the held-out slab: the pre-trained network's

@@ -82,6 +82,19 @@ def cross_error(noisy: Sequence[np.ndarray], others: Sequence[np.ndarray],
                           for y, o in zip(noisy, others)]))
 
 
+def bright_region(average: np.ndarray, noise_sd: np.ndarray, min_snr: float) -> np.ndarray:
+    """Voxels whose whole 3x3x3 neighbourhood in ``average`` exceeds ``min_snr`` local noise
+    SDs (in every channel of a channels-last 4D stack). The neighbourhood minimum keeps out
+    dark voxels that are bright by chance and the partial-volume edges of dark tissue, where
+    the Rician bias is largest."""
+    from scipy import ndimage
+
+    low = ndimage.minimum_filter(np.asarray(average, np.float32),
+                                 size=(3, 3, 3, 1) if average.ndim == 4 else 3)
+    bright = low > min_snr * noise_sd
+    return bright.all(axis=-1) if bright.ndim == 4 else bright
+
+
 def best_iteration(history: Sequence[dict], key: str = "cross_mse") -> int:
     """1-based iteration with the smallest ``key`` (the first one on ties)."""
     values = [h[key] for h in history]
