@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--target", choices=["average", "others"], default=None,
                    help="Noise2Average target of repetition k: the average of all denoised "
                         "repetitions (the paper) or of the others (leave-one-out)")
+    d.add_argument("--first-target", choices=["average", "others"], default=None,
+                   help="what iteration 1 trains towards: the average of all noisy "
+                        "repetitions (the paper) or of the other ones (Noise2Noise-like)")
     d.add_argument("--stopping", choices=["fixed", "cross"], default=None,
                    help="fixed: run --iterations; cross: stop when the other repetitions' "
                         "denoised images stop predicting each noisy one better, keep the best "

@@ -69,6 +69,12 @@ class DenoiseConfig:
     target
         Noise2Average's target for repetition k: ``average`` of all denoised repetitions (the
         paper) or ``others``, the average of the other ones (leave-one-out).
+    first_target
+        What iteration 1 trains towards: ``average``, the average of all noisy repetitions
+        (the paper), or ``others``, the average of the other noisy repetitions (a Noise2Noise
+        first iteration: its target holds none of the input's own noise, so the network is
+        not taught to keep 1/N of it; later iterations train towards the average of the
+        denoised repetitions as in the paper).
     stopping
         ``auto`` (``cross`` for ``n2a-aligned``, else ``fixed``); ``fixed``: run
         ``iterations`` iterations; ``cross``: stop when the cross error (how well the other
@@ -87,11 +93,11 @@ class DenoiseConfig:
     holdout
         With the cross-error rule: the fraction of the mask (one central slab) left out of the
         fine-tuning loss and used to score the iterations, so that the score is not biased by
-        the network having fitted the noise it is scored on. The pre-trained network's own
+        the network having fitted the noise it is scored on; only its bright voxels count
+        (``pipeline.SCORE_MIN_SNR``), out of the Rician bias of dark tissue. The pre-trained network's own
         prediction competes as iteration 0 on the same slab (a partial inference pass) and is
-        the result when it scores best (a safety net: scored against noisy data it is
-        rarely preferred even where it is better, docs/benchmarks.md). 0: score on the whole
-        mask, no iteration 0.
+        the result when it scores best (at sigma 0.08 with 4 repetitions it is, and rightly:
+        docs/benchmarks.md, session 5). 0: score on the whole mask, no iteration 0.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -114,6 +120,7 @@ class DenoiseConfig:
     outside: str = "zero"
     align: str = "auto"
     target: str = "average"
+    first_target: str = "average"
     stopping: str = "auto"
     output_from: str = "auto"
     holdout: float = 0.08
@@ -141,6 +148,7 @@ class DenoiseConfig:
             raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
         for name, allowed in (("schedule", ("constant", "cosine")),
                               ("align", ("auto", "none", "register")), ("target", ("average", "others")),
+                              ("first_target", ("average", "others")),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):
             if getattr(self, name) not in allowed:

@@ -292,11 +292,14 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         # iteration 1 the misalignment's blur. The denoised repetitions refine these frames.
         t0 = time.perf_counter()
         frames.update(reps, mask)
-        if steps > 0:
+        if steps > 0 and config.first_target == "average":
             _, targets, _, _ = _combine(reps, reps, frames, mask, config, finish)
         first_rec = {"target_frames": frames.to_list(),
                      "target_frame_shift_voxels": [round(v, 4) for v in frames.shifts(mask)],
                      "target_align_seconds": round(time.perf_counter() - t0, 2)}
+    if resume is None and config.first_target == "others":
+        # a Noise2Noise first iteration: the other noisy repetitions, in each one's own frame
+        targets = [t.astype(np.float32) for t in _others(reps, frames)[1]]
     if holdout is not None:
         axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
         lo, hi = slab[axis].start, slab[axis].stop

@@ -185,7 +185,8 @@ def config_changes_from_args(args: argparse.Namespace) -> dict:
     for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
                      ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
                      ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset"),
-                     ("align", "align"), ("target", "target"), ("stopping", "stopping"),
+                     ("align", "align"), ("target", "target"), ("first_target", "first_target"),
+                     ("stopping", "stopping"),
                      ("holdout", "holdout"), ("output_from", "output_from")):
         if getattr(args, arg) is not None:
             changes[key] = getattr(args, arg)
