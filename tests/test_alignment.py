@@ -288,3 +288,5 @@ def test_a_noise2noise_first_iteration_is_noise2noise(phantom):
     assert np.abs(first.output - paper.output)[mask].max() > 1e-4
     with pytest.raises(Exception, match="first_target"):
         DenoiseConfig(first_target="clean")
+    assert first.history[0]["first_target"] == "others"
+    assert paper.history[0]["first_target"] == "average"

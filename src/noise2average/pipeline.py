@@ -285,19 +285,22 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     # network weights by iteration (the last and the best), for the final pass on the average;
     # an iteration finished before a resume has none, and its result stays the mean
     weights: dict[int, dict] = {0: base_state} if config.from_average else {}
-    first_rec: dict = {}
+    # iteration 1 as Noise2Noise: each repetition towards the other noisy ones
+    first_others = config.strategy == "n2a" and config.first_target == "others"
+    first_rec: dict = {"first_target": "others" if first_others else "average"} \
+        if config.strategy == "n2a" and resume is None else {}
     if resume is None and config.registers:
-        # The first target is the average too, so it is registered as well: noisy repetitions
-        # register well enough with a whole brain's voxels, and a misaligned average would teach
-        # iteration 1 the misalignment's blur. The denoised repetitions refine these frames.
+        # The first target (the average, or the other repetitions) is registered as well: noisy
+        # repetitions register well enough with a whole brain's voxels, and a misaligned target
+        # would teach iteration 1 the misalignment's blur. The denoised ones refine these frames.
         t0 = time.perf_counter()
         frames.update(reps, mask)
-        if steps > 0 and config.first_target == "average":
+        if steps > 0 and not first_others:
             _, targets, _, _ = _combine(reps, reps, frames, mask, config, finish)
-        first_rec = {"target_frames": frames.to_list(),
-                     "target_frame_shift_voxels": [round(v, 4) for v in frames.shifts(mask)],
-                     "target_align_seconds": round(time.perf_counter() - t0, 2)}
-    if resume is None and config.first_target == "others":
+        first_rec.update({"target_frames": frames.to_list(),
+                          "target_frame_shift_voxels": [round(v, 4) for v in frames.shifts(mask)],
+                          "target_align_seconds": round(time.perf_counter() - t0, 2)})
+    if resume is None and first_others:
         # a Noise2Noise first iteration: the other noisy repetitions, in each one's own frame
         targets = [t.astype(np.float32) for t in _others(reps, frames)[1]]
     if holdout is not None:
