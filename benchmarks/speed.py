@@ -89,10 +89,8 @@ def main() -> None:
     align_s = sum(h.get("align_seconds", 0) + h.get("target_align_seconds", 0) for h in res.history)
     train_flops = 3 * fpv * cfg.patch_size**3 * cfg.batch_size * cfg.steps * n_iter
     vox = processed_voxels(mask, cfg.block_size, model.config.receptive_radius)
-    # the repetitions' passes are flip-averaged only when the result is their mean; with the
-    # result from the registered average, that one final pass is (timed as output_seconds)
-    rep_flip = cfg.flip and not cfg.from_average
-    infer_flops = fpv * vox * len(reps) * (2 if rep_flip else 1) * n_iter
+    # the final pass on the average (output_from) is timed apart, as output_seconds
+    infer_flops = fpv * vox * len(reps) * (2 if cfg.flip_repetitions else 1) * n_iter
     output_s = sum(h.get("output_seconds", 0) for h in res.history)
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     out = {

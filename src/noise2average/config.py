@@ -188,6 +188,13 @@ class DenoiseConfig:
         return self.output_from == "average"
 
     @property
+    def flip_repetitions(self) -> bool:
+        """Whether the repetitions' inference passes are flip-averaged: with the result taken
+        from the average they only form targets and scores, and the flip averaging is kept
+        for the one pass that makes the result."""
+        return self.flip and not self.from_average
+
+    @property
     def strategy(self) -> str:
         """How training targets are formed (``n2a-aligned`` trains as ``n2a``)."""
         return "n2a" if self.method == "n2a-aligned" else self.method

@@ -230,9 +230,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     radius = model.config.receptive_radius
     norms = [Norm.fit(r, mask) for r in reps]
     flip_axis = config.lr_axis if config.flip else None
-    # with the result taken from the average, the repetitions' passes only form targets and
-    # scores: the flip averaging is kept for the one pass that makes the result
-    rep_flip = None if config.from_average else flip_axis
+    rep_flip = flip_axis if config.flip_repetitions else None
     n_iter = config.iterations if config.strategy == "n2a" else 1
     steps = 0 if config.method == "pretrained" else config.steps
     centres = block_centres(mask, config.patch_size) if config.sampling == "blocks" else None
@@ -287,8 +285,9 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     weights: dict[int, dict] = {0: base_state} if config.from_average else {}
     # iteration 1 as Noise2Noise: each repetition towards the other noisy ones
     first_others = config.strategy == "n2a" and config.first_target == "others"
-    first_rec: dict = {"first_target": "others" if first_others else "average"} \
-        if config.strategy == "n2a" and resume is None else {}
+    first_rec: dict = {}
+    if config.strategy == "n2a" and resume is None:
+        first_rec["first_target"] = config.first_target
     if resume is None and config.registers:
         # The first target (the average, or the other repetitions) is registered as well: noisy
         # repetitions register well enough with a whole brain's voxels, and a misaligned target
