@@ -274,6 +274,37 @@ def test_held_out_score_leaves_out_the_rician_biased_dark_voxels():
     assert margin(bright) < 0.1 * margin(mask)
 
 
+def test_gain_matched_score_prefers_the_sharper_estimate_of_two_echoes(mni_crop):
+    """Echo 2 is echo 1 darkened by 10 %. Denoised at their own brightness (A, exact) each
+    echo predicts the other one badly unless the brightness is matched; a blurred estimate at
+    the echoes' mean brightness (B) wins the plain cross error and loses the matched one."""
+    from scipy import ndimage
+
+    from noise2average.arrays.agreement import cross_error, matched_gains
+
+    t1, mask = mni_crop
+    t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
+    clean = [t1, 0.9 * t1]
+    rng = np.random.default_rng(4)
+    noisy = [c + 0.05 * rng.standard_normal(t1.shape).astype(np.float32) for c in clean]
+    exact = [clean[1], clean[0]]  # each echo's "others": the other echo's denoised image
+    blurred = [ndimage.gaussian_filter(0.95 * t1, 0.8)] * 2
+
+    def score(others, match):
+        return cross_error(noisy, others, mask, match_gain=match)
+
+    assert score(blurred, False) < score(exact, False)
+    assert score(exact, True) < score(blurred, True)
+    gains = matched_gains(noisy, exact, mask)
+    np.testing.assert_allclose(gains, [1 / 0.9, 0.9], rtol=0.01)
+    # repetitions of equal brightness: the gains are 1 and the score barely moves
+    same = [clean[0], clean[0]]
+    equal = [t1 + 0.05 * rng.standard_normal(t1.shape).astype(np.float32) for _ in range(2)]
+    np.testing.assert_allclose(matched_gains(equal, same, mask), 1.0, atol=0.01)
+    assert abs(cross_error(equal, same, mask, match_gain=True)
+               - cross_error(equal, same, mask)) < 1e-5
+
+
 def test_a_noise2noise_first_iteration_is_noise2noise(phantom):
     """``first_target='others'``: iteration 1 trains each repetition towards the other one, so
     with the same seed and steps it is exactly a Noise2Noise run; the paper's first target

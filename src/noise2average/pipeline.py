@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arrays.agreement import bright_region, cross_error, iteration_diagnostics, uncertainty_map
+from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
+                               matched_gains, uncertainty_map)
 from .arrays.frames import Frames
 from .arrays.channels import broadcast_mask, channels_first, channels_last
 from .arrays.masking import auto_mask, holdout_slab
@@ -126,9 +127,11 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     n = len(reps)
     grid, others = _others(denoised, frames)
     residuals = [frames.to_frame(reps[k] - denoised[k], k, 0) for k in range(n)]
-    diagnostics = iteration_diagnostics(reps, others, residuals, grid[0], mask)
+    # the stopping scores forgive a brightness difference between the repetitions (echoes)
+    diagnostics = iteration_diagnostics(reps, others, residuals, grid[0], mask, match_gain=True)
     if holdout is not None:
-        diagnostics["heldout_cross_mse"] = cross_error(reps, others, holdout)
+        diagnostics["heldout_cross_mse"] = cross_error(reps, others, holdout, match_gain=True)
+        diagnostics["heldout_gains"] = [round(g, 5) for g in matched_gains(reps, others, holdout)]
     current = finish(np.mean(grid[0], axis=0))
     if config.target == "others":
         targets = [o.astype(np.float32) for o in others]
@@ -374,8 +377,11 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         selected, current, denoised, uncertainty = best
         score0 = np.inf
         if d0 is not None and history:
-            score0 = cross_error(reps, _others(d0, frames)[1], scored)  # that score only
+            others0 = _others(d0, frames)[1]
+            score0 = cross_error(reps, others0, scored, match_gain=True)  # that score only
             history[0]["pretrained_heldout_cross_mse"] = score0
+            history[0]["pretrained_heldout_gains"] = [
+                round(g, 5) for g in matched_gains(reps, others0, scored)]
         if _score({key: score0}, key) < _score(history[selected - 1], key):
             # fine-tuning made it worse on the held-out slab: the pre-trained network's
             # prediction, on the whole mask, is the result

@@ -15,7 +15,9 @@ rep 1's grid (after the sub-voxel re-registration when it is on). Three quantiti
   asked to reproduce the noise there, so that bias is gone. One remains: the score measures the
   distance to the noisy data's mean, so a network fine-tuned on noisy targets can score better
   than a pre-trained one that is closer to the truth (measured in docs/benchmarks.md, Session 4;
-  our reading: the Rician bias of dark tissue);
+  our reading: the Rician bias of dark tissue). The pipeline's stopping scores match each
+  repetition's brightness first (``match_gain``): echoes of one scan differ by their T2*
+  decay, and that difference is no error of the denoiser;
 - the *residual correlation*: the correlation between the residuals y_k - d_k of different
   repetitions. Noise is independent between repetitions, anatomy is not: a positive value means
   the denoiser removed anatomy (blur) from every repetition alike.
@@ -48,7 +50,7 @@ def uncertainty_map(denoised: Sequence[np.ndarray], mask: np.ndarray,
 
 def iteration_diagnostics(noisy: Sequence[np.ndarray], others: Sequence[np.ndarray],
                           residuals: Sequence[np.ndarray], denoised: Sequence[np.ndarray],
-                          mask: np.ndarray) -> dict[str, float]:
+                          mask: np.ndarray, *, match_gain: bool = False) -> dict[str, float]:
     """Cross error, residual correlation and disagreement of one iteration (see module text).
 
     Parameters
@@ -60,8 +62,10 @@ def iteration_diagnostics(noisy: Sequence[np.ndarray], others: Sequence[np.ndarr
         y_k - d_k and d_k of every repetition, all resampled onto one common frame.
     mask
         Voxels scored.
+    match_gain
+        Passed to :func:`cross_error`.
     """
-    cross = cross_error(noisy, others, mask)
+    cross = cross_error(noisy, others, mask, match_gain=match_gain)
     res = np.stack([np.asarray(r, np.float64)[mask].ravel() for r in residuals])  # 4D: flat
     res -= res.mean(axis=1, keepdims=True)
     norms = np.sqrt((res ** 2).sum(axis=1)) + 1e-12
@@ -75,11 +79,32 @@ def iteration_diagnostics(noisy: Sequence[np.ndarray], others: Sequence[np.ndarr
 
 
 def cross_error(noisy: Sequence[np.ndarray], others: Sequence[np.ndarray],
-                mask: np.ndarray) -> float:
-    """mean_j mean_mask (o_j - y_j)^2: the cross error of :func:`iteration_diagnostics` on
-    ``mask`` alone (a held-out region gives it without the training bias)."""
-    return float(np.mean([np.mean((np.asarray(o, np.float64)[mask] - y[mask]) ** 2)
-                          for y, o in zip(noisy, others)]))
+                mask: np.ndarray, *, match_gain: bool = False) -> float:
+    """mean_j mean_mask (g_j o_j - y_j)^2: the cross error of :func:`iteration_diagnostics` on
+    ``mask`` alone (a held-out region gives it without the training bias).
+
+    ``match_gain``: g_j is the least-squares gain of o_j onto y_j on ``mask``
+    (:func:`matched_gains`), else 1. Repetitions that differ in brightness - two echoes, or
+    scans rescaled differently by the scanner - then do not score their brightness difference,
+    which the pre-trained network (each repetition at its own brightness) and a fine-tuned one
+    (each repetition towards a common average) keep to different degrees.
+    """
+    gains = matched_gains(noisy, others, mask) if match_gain else [1.0] * len(noisy)
+    return float(np.mean([np.mean((g * np.asarray(o, np.float64)[mask] - y[mask]) ** 2)
+                          for y, o, g in zip(noisy, others, gains)]))
+
+
+def matched_gains(noisy: Sequence[np.ndarray], others: Sequence[np.ndarray],
+                  mask: np.ndarray) -> list[float]:
+    """Per repetition j, the gain g minimizing sum_mask (g o_j - y_j)^2. The noise of y_j is
+    independent of o_j (a held-out region), so it does not bias g."""
+    gains = []
+    for y, o in zip(noisy, others):
+        o = np.asarray(o, np.float64)[mask].ravel()  # 4D (channels last): one gain for all
+        den = float(np.dot(o, o))
+        gains.append(float(np.dot(o, np.asarray(y, np.float64)[mask].ravel()) / den)
+                     if den > 0 else 1.0)
+    return gains
 
 
 def bright_region(average: np.ndarray, noise_sd: np.ndarray, min_snr: float) -> np.ndarray:
