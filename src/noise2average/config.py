@@ -49,7 +49,11 @@ class DenoiseConfig:
         ``mask``: patch centres drawn among mask voxels; ``blocks``: the reference code's
         overlapping blocks (stride half a patch) of the mask's bounding box.
     block_size
-        Inference block edge in voxels (sets peak memory, not the result).
+        Inference block edge in voxels (sets speed and peak memory, not the result). Each
+        block is run with a halo of the receptive radius, so larger blocks recompute fewer
+        voxels: on a 1 mm brain one pass of the CPU model takes 0.71x the time of 96-voxel
+        blocks at 160, with a peak of 2.4 GB instead of 1.1 GB (``benchmarks/blocks.py``,
+        docs/performance.md); lower it where memory is short.
     flip
         Left-right flip augmentation in training and flip averaging at inference.
     lr_axis
@@ -114,7 +118,7 @@ class DenoiseConfig:
     init: str = "pretrained"
     preset: str = "cpu"
     sampling: str = "mask"
-    block_size: int = 96
+    block_size: int = 160
     flip: bool = True
     lr_axis: int = 0
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)

@@ -139,13 +139,16 @@ class MUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.config.n_blocks
-        outs: list[torch.Tensor] = []
+        # only the outputs a later block concatenates are kept, and each only until then: at
+        # inference (no autograd graph) that is what bounds the memory of a large block
+        skips: dict[int, torch.Tensor] = {}
         h = x
         for j, block in enumerate(self.blocks, start=1):
             if j > self.m:
-                h = torch.cat([outs[n - j], h], dim=1)  # block (n + 1 - j), 0-based n - j
+                h = torch.cat([skips.pop(n + 1 - j), h], dim=1)  # block n + 1 - j's output
             h = block(h)
-            outs.append(h)
+            if j <= n - self.m:
+                skips[j] = h
         return self.head(h)
 
     def flops_per_voxel(self) -> int:
