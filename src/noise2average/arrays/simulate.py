@@ -84,6 +84,27 @@ def tissue_classes(reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def later_echo_scale(ref: np.ndarray, mask: np.ndarray, config: SimulationConfig) -> np.ndarray:
+    """exp(-dTE / T2*(tissue)): the voxel-wise darkening of the later echo (repetition 2) of
+    the echo variant, from a segmentation of the scaled reference ``ref``."""
+    classes = tissue_classes(ref, mask)
+    t2 = np.full(ref.shape, config.t2star_ms["wm"], np.float32)
+    t2[classes == 1] = config.t2star_ms["csf"]
+    t2[classes == 2] = config.t2star_ms["gm"]
+    return np.exp(-config.delta_te_ms / t2).astype(np.float32)
+
+
+def mean_anatomy(ref: np.ndarray, mask: np.ndarray, config: SimulationConfig) -> np.ndarray:
+    """The mean of the repetitions' noise-free anatomy in rep 1's geometry: ``ref`` itself,
+    except in the echo variant, where repetition 2 is the later echo. An average of the
+    repetitions estimates this image, and so does every method that denoises it; against echo 1
+    alone every such output is scored for the later echo's darkening as well."""
+    if not config.echo:
+        return ref.astype(np.float32)
+    return ((ref * (config.reps - 1 + later_echo_scale(ref, mask, config))) / config.reps
+            ).astype(np.float32)
+
+
 def simulate(reference: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...],
              config: SimulationConfig) -> tuple[list[np.ndarray], np.ndarray, dict]:
     """Repetitions, the scaled reference (rep-1 geometry) and the record of drawn parameters."""
@@ -91,13 +112,7 @@ def simulate(reference: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...],
     rng = np.random.default_rng(config.seed)
     ref = scale_reference(reference, mask)
     record: dict = {"protocol": "v1", "config": asdict(config), "repetitions": []}
-    echo_scale = None
-    if config.echo:
-        classes = tissue_classes(ref, mask)
-        t2 = np.full(ref.shape, config.t2star_ms["wm"], np.float32)
-        t2[classes == 1] = config.t2star_ms["csf"]
-        t2[classes == 2] = config.t2star_ms["gm"]
-        echo_scale = np.exp(-config.delta_te_ms / t2).astype(np.float32)
+    echo_scale = later_echo_scale(ref, mask, config) if config.echo else None
     reps = []
     for k in range(config.reps):
         anatomy = ref * echo_scale if (echo_scale is not None and k == 1) else ref
