@@ -91,7 +91,9 @@ def test_pipeline_aligns_reports_and_stops(mni_crop):
     cfg = DenoiseConfig(steps=2, iterations=3, preset="tiny", init="scratch", threads=1,
                         align="register", stopping="cross", patch_size=16, block_size=40,
                         output_from="denoised")
-    res = denoise(reps, mask, cfg)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)  # the scratch network's initial weights
+    res = denoise(reps, mask, cfg, all_iterations=True)
     hist = res.history
     # the first target (the average of the noisy repetitions) is registered too: its frames
     # undo the known motion to a tenth of a voxel, noisy as the repetitions are
@@ -115,6 +117,17 @@ def test_pipeline_aligns_reports_and_stops(mni_crop):
     assert np.all(res.uncertainty[~mask] == 0) and res.uncertainty[mask].max() > 0
     with pytest.raises(Exception, match="align"):
         DenoiseConfig(align="sideways")
+    # by default the last iteration is inferred on the slab first, and on the whole mask only
+    # when it is kept: the same scores, the same choice, the same output
+    torch.manual_seed(0)
+    lazy = denoise(reps, mask, cfg)
+    assert lazy.selected_iteration == res.selected_iteration
+    np.testing.assert_allclose([h["heldout_cross_mse"] for h in lazy.history], crosses,
+                               rtol=1e-4)
+    np.testing.assert_allclose(lazy.output, res.output, atol=1e-5)
+    kept_last = res.selected_iteration == len(hist)
+    assert ("inferred_on" in lazy.history[-1]) != kept_last
+    assert len(lazy.iterations) == len(res.iterations) - (not kept_last)
 
 
 def test_cli_writes_the_uncertainty_map(nifti_case):
@@ -131,7 +144,10 @@ def test_cli_writes_the_uncertainty_map(nifti_case):
     # the default stopping rule scored the pre-trained network (iteration 0) against it
     assert side["selected_iteration"] in (0, 1)
     assert "pretrained_heldout_cross_mse" in side["history"][0]
-    assert "frame_shift_voxels" in side["history"][0]
+    # the frames that made the output are recorded: the fine-tuned or the pre-trained ones
+    first = side["history"][0]
+    assert ("frame_shift_voxels" if side["selected_iteration"] else
+            "pretrained_frame_shift_voxels") in first
     assert side["config"]["output_from"] == "auto" and side["output_from"] == "average"
     rc = main(["denoise", *map(str, paths), "--mask", str(mpath), "-o", str(folder / "pap.nii.gz"),
                "--method", "n2a", "--steps", "1", "--iterations", "1", "--output-from", "average",
@@ -187,12 +203,20 @@ def test_pretrained_prediction_competes_as_iteration_0(mni_crop):
     assert first["pretrained_heldout_cross_mse"] < min(
         h["heldout_cross_mse"] for h in ruined.history)
     assert ruined.selected_iteration == 0
+    # the last iteration lost on the slab: it was never inferred on the whole mask
+    assert ruined.history[-1]["inferred_on"] == "held-out slab"
+    assert len(ruined.iterations) == 1 and "cross_mse" not in ruined.history[-1]
     # the result is the pre-trained network's prediction on the whole mask
     plain = denoise(reps, mask, DenoiseConfig(method="pretrained", output_from="average", **kw),
                     init_model=copy.deepcopy(net))
     np.testing.assert_allclose(ruined.denoised[0], plain.denoised[0], atol=1e-5)
     assert ruined.output_from == plain.output_from == "average"
     np.testing.assert_allclose(ruined.output, plain.output, atol=1e-3)
+    # one iteration only: it competes with iteration 0 alone, and loses
+    one = denoise(reps, mask, DenoiseConfig(steps=8, lr=0.5, iterations=1, stopping="cross",
+                                            **kw), init_model=copy.deepcopy(net))
+    assert one.selected_iteration == 0 and one.iterations == []
+    np.testing.assert_allclose(one.output, plain.output, atol=1e-3)
     # without the hold-out the rule scores on the whole mask and has no iteration 0
     whole = denoise(reps, mask, DenoiseConfig(steps=2, iterations=1, stopping="cross",
                                               holdout=0, **kw), init_model=copy.deepcopy(net))

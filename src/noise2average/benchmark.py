@@ -53,8 +53,10 @@ def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodR
     method, changes = parse_spec(spec)
     t0 = time.perf_counter()
     try:
+        # every iteration on the whole mask: the rows score each one (the output is the same)
         res = denoise(reps, mask, config.replace(method=method, **changes),
-                      reference=reference if method == "supervised" else None)
+                      reference=reference if method == "supervised" else None,
+                      all_iterations=True)
     except InputError as exc:  # e.g. an optional package is missing
         return MethodRun(spec, None, None, [], 0.0, 0.0, str(exc))
     seconds = time.perf_counter() - t0

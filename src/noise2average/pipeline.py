@@ -161,7 +161,8 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             config: DenoiseConfig | None = None, *, reference: np.ndarray | None = None,
             init_model=None, resume: IterationState | None = None,
             on_iteration: Callable[[IterationState], None] | None = None,
-            progress: ProgressFactory | None = None) -> DenoiseResult:
+            progress: ProgressFactory | None = None,
+            all_iterations: bool = False) -> DenoiseResult:
     """Denoise N >= 2 co-registered repetitions of one subject.
 
     Parameters
@@ -182,6 +183,11 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         Called after each iteration (the file layer writes checkpoints there).
     progress
         Factory of progress bars ``progress(total, description)``.
+    all_iterations
+        Infer every iteration on the whole mask. By default, when the stopping rule compares
+        iterations on a held-out slab, the last iteration (which forms no further target) is
+        first inferred on the slab alone, and on the whole mask only if it scores best; the
+        result is the same either way, ``result.iterations`` then lacks an unkept last one.
     """
     import torch
 
@@ -266,6 +272,15 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         """Each repetition denoised by ``net`` inside ``region``."""
         return [apply(net, rep, norm, region, rep_flip, bar) for rep, norm in zip(reps, norms)]
 
+    def whole(it: int) -> list[np.ndarray]:
+        """Each repetition denoised by the current network on the whole mask."""
+        bar = progress(len(reps) * inference_blocks(mask, config.block_size, rep_flip is not None),
+                       f"infer {it}/{n_iter}") if progress else None
+        out = infer(model, mask, bar)
+        if bar:
+            bar.close()
+        return out
+
     history: list[dict] = []
     results: list[np.ndarray] = []
     n = len(reps)
@@ -305,23 +320,30 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     if resume is None and first_others:
         # a Noise2Noise first iteration: the other noisy repetitions, in each one's own frame
         targets = [t.astype(np.float32) for t in _others(reps, frames)[1]]
+    region = None  # the slab and a margin (the spline resampling between frames reaches a few
+    # voxels): where iteration 0, and the last iteration before it is kept, are inferred
     if holdout is not None:
         axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
         lo, hi = slab[axis].start, slab[axis].stop
         first_rec["holdout"] = {"axis": axis, "slices": [lo, hi], "voxels": int(holdout.sum()),
                                 "scored_voxels": int(scored.sum()), "min_snr": SCORE_MIN_SNR}
-    d0 = None
-    if holdout is not None and (init_model is not None or config.init != "scratch"):
-        # iteration 0: the pre-trained prediction on the slab and a margin (the spline
-        # resampling between frames reaches a few voxels); scored after the last iteration,
-        # with the frames the denoised repetitions gave, like the iterations it competes with
-        t0 = time.perf_counter()
         grown = [slice(None)] * 3
         grown[axis] = slice(max(0, lo - 6), hi + 6)
         region = np.zeros_like(mask)
         region[tuple(grown)] = mask[tuple(grown)]
+    d0, score0, gains0 = None, None, None
+    if region is not None and (init_model is not None or config.init != "scratch"):
+        # iteration 0: the pre-trained prediction on the slab; scored when the last iteration
+        # is, with the same frames
+        t0 = time.perf_counter()
         d0 = infer(model, region)
         first_rec["pretrained_seconds"] = round(time.perf_counter() - t0, 2)
+
+    def score_pretrained() -> tuple[float, list[float]]:
+        """Iteration 0's held-out score and gains, with the frames at hand."""
+        others0 = _others(d0, frames)[1]
+        return (cross_error(reps, others0, scored, match_gain=True),
+                [round(g, 5) for g in matched_gains(reps, others0, scored)])
 
     for it in range(start, n_iter + 1):
         rec: dict = {"iteration": it, **(first_rec if it == 1 else {})}
@@ -344,51 +366,81 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             if bar:
                 bar.close()
             rec.update(train_seconds=round(state.seconds, 2), losses=state.losses)
-        t0 = time.perf_counter()
-        bar = progress(len(reps) * inference_blocks(mask, config.block_size, rep_flip is not None),
-                       f"infer {it}/{n_iter}") if progress else None
-        denoised = infer(model, mask, bar)
-        if bar:
-            bar.close()
-        rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
-        t0 = time.perf_counter()
-        if config.registers:
-            frames.update(denoised, mask)
-            rec["frames"] = frames.to_list()
-            rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
-        current, targets, diagnostics, uncertainty = _combine(reps, denoised, frames, mask,
-                                                              config, finish, scored)
-        rec.update(diagnostics)
-        rec["align_seconds"] = round(time.perf_counter() - t0, 2)
-        results.append(current)
-        history.append(rec)
-        if on_iteration is not None:
-            on_iteration(IterationState(it, current, list(denoised), list(history)))
-        if best is None or _score(rec, key) < _score(history[best[0] - 1], key):
-            best = (it, current, denoised, uncertainty)
+        # The last iteration forms no target: it is scored on the slab first (with the frames
+        # the previous iteration gave, as iteration 0 is) and completed on the whole mask only
+        # if it is kept - a whole-brain pass saved whenever an earlier iteration wins.
+        lazy = (region is not None and config.stops_early and it == n_iter
+                and (best is not None or d0 is not None))
+        full, infer_s = None, 0.0
+        if not lazy or all_iterations:
+            t0 = time.perf_counter()
+            full = whole(it)
+            infer_s += time.perf_counter() - t0
+        if lazy:
+            t0 = time.perf_counter()
+            part = infer(model, region) if full is None else [
+                np.where(broadcast_mask(region, r), f, r) for f, r in zip(full, reps)]
+            infer_s += time.perf_counter() - t0
+            others = _others(part, frames)[1]
+            rec[key] = cross_error(reps, others, scored, match_gain=True)
+            rec["heldout_gains"] = [round(g, 5) for g in matched_gains(reps, others, scored)]
+            if d0 is not None:
+                score0, gains0 = score_pretrained()
+            rivals = [_score({key: score0}, key)] + (
+                [_score(history[best[0] - 1], key)] if best is not None else [])
+            if full is None and _score(rec, key) <= min(rivals):  # ties: as all_iterations
+                t0 = time.perf_counter()
+                full = whole(it)
+                infer_s += time.perf_counter() - t0
+        rec["infer_seconds"] = round(infer_s, 2)
+        if full is None:
+            rec["inferred_on"] = "held-out slab"  # not kept: no whole-mask result
+            history.append(rec)
+        else:
+            denoised = full
+            t0 = time.perf_counter()
+            if config.registers:
+                frames.update(denoised, mask)
+                rec["frames"] = frames.to_list()
+                rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
+            current, targets, diagnostics, uncertainty = _combine(
+                reps, denoised, frames, mask, config, finish, None if lazy else scored)
+            rec.update(diagnostics)
+            rec["align_seconds"] = round(time.perf_counter() - t0, 2)
+            results.append(current)
+            history.append(rec)
+            if on_iteration is not None:
+                on_iteration(IterationState(it, current, list(denoised), list(history)))
+            if best is None or _score(rec, key) < _score(history[best[0] - 1], key):
+                best = (it, current, denoised, uncertainty)
         if config.from_average:
-            weights = {k: v for k, v in weights.items() if k in (0, best[0])}
+            kept = best[0] if best is not None else 0
+            weights = {k: v for k, v in weights.items() if k in (0, kept)}
             weights[it] = copy.deepcopy(model.state_dict())
-        if best[0] != it and config.stops_early:
+        if best is not None and best[0] != it and config.stops_early:
             break  # the cross error rose: the previous iteration stays the result
 
     selected = history[-1]["iteration"] if history else 1
-    if config.stops_early and best is not None:
-        selected, current, denoised, uncertainty = best
-        score0 = np.inf
-        if d0 is not None and history:
-            others0 = _others(d0, frames)[1]
-            score0 = cross_error(reps, others0, scored, match_gain=True)  # that score only
+    if config.stops_early and history and (best is not None or d0 is not None):
+        best_score = np.inf  # best is None: iteration 0 against one unkept iteration
+        if best is not None:
+            selected, current, denoised, uncertainty = best
+            best_score = _score(history[selected - 1], key)
+        if d0 is not None:
+            if score0 is None:  # the loop stopped before its last iteration
+                score0, gains0 = score_pretrained()
             history[0]["pretrained_heldout_cross_mse"] = score0
-            history[0]["pretrained_heldout_gains"] = [
-                round(g, 5) for g in matched_gains(reps, others0, scored)]
-        if _score({key: score0}, key) < _score(history[selected - 1], key):
+            history[0]["pretrained_heldout_gains"] = gains0
+        if _score({key: score0}, key) < best_score:
             # fine-tuning made it worse on the held-out slab: the pre-trained network's
             # prediction, on the whole mask, is the result
             model.load_state_dict(base_state)
             denoised = infer(model, mask)
-            if config.registers:
+            if config.registers:  # the frames of the result, recorded with iteration 0's score
                 frames.update(denoised, mask)
+                history[0]["pretrained_frames"] = frames.to_list()
+                history[0]["pretrained_frame_shift_voxels"] = [
+                    round(v, 4) for v in frames.shifts(mask)]
             current, _, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
             selected = 0
     output_from = "denoised"

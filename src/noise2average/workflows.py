@@ -290,7 +290,8 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
                                                     names=[str(p) for p in reps_paths])
     result = denoise(arrays, mask_arr, config, reference=ref_arr, resume=state,
                      on_iteration=ckpt.save if config.method in LEARNED_METHODS else None,
-                     progress=None if quiet else lambda n, d: _progress(n, d, False))
+                     progress=None if quiet else lambda n, d: _progress(n, d, False),
+                     all_iterations=save_iterations)
     record = {
         "Description": f"noise2average {config.method} denoising",
         "config": config.to_dict(),
