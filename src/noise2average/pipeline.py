@@ -49,7 +49,8 @@ class DenoiseResult:
     denoised
         Each denoised repetition of the last iteration (conventional methods: the inputs).
     iterations
-        The result of every iteration, in order.
+        The result of every iteration inferred on the whole mask, in order (a last iteration
+        that lost on the held-out slab has none unless ``all_iterations``).
     mask, noise_map
         The mask used, and the local noise standard deviation of one repetition.
     history
