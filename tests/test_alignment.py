@@ -206,6 +206,15 @@ def test_pretrained_prediction_competes_as_iteration_0(mni_crop):
     # the last iteration lost on the slab: it was never inferred on the whole mask
     assert ruined.history[-1]["inferred_on"] == "held-out slab"
     assert len(ruined.iterations) == 1 and "cross_mse" not in ruined.history[-1]
+    # inferring it anyway (the benchmark's curves) changes nothing else: not the frames the
+    # result is made with, not the choice
+    every = denoise(reps, mask, DenoiseConfig(steps=8, lr=0.5, iterations=2, stopping="cross",
+                                              **kw), init_model=copy.deepcopy(net),
+                    all_iterations=True)
+    assert every.selected_iteration == 0 and len(every.iterations) == 2
+    assert "cross_mse" in every.history[-1]
+    np.testing.assert_allclose(every.output, ruined.output, atol=1e-6)
+    assert every.history[0]["pretrained_frames"] == ruined.history[0]["pretrained_frames"]
     # the result is the pre-trained network's prediction on the whole mask
     plain = denoise(reps, mask, DenoiseConfig(method="pretrained", output_from="average", **kw),
                     init_model=copy.deepcopy(net))

@@ -372,7 +372,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         # if it is kept - a whole-brain pass saved whenever an earlier iteration wins.
         lazy = (region is not None and config.stops_early and it == n_iter
                 and (best is not None or d0 is not None))
-        full, infer_s = None, 0.0
+        full, infer_s, wins = None, 0.0, True
         if not lazy or all_iterations:
             t0 = time.perf_counter()
             full = whole(it)
@@ -389,30 +389,34 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
                 score0, gains0 = score_pretrained()
             rivals = [_score({key: score0}, key)] + (
                 [_score(history[best[0] - 1], key)] if best is not None else [])
-            if full is None and _score(rec, key) <= min(rivals):  # ties: as all_iterations
+            wins = _score(rec, key) <= min(rivals)
+            if full is None and wins:
                 t0 = time.perf_counter()
                 full = whole(it)
                 infer_s += time.perf_counter() - t0
         rec["infer_seconds"] = round(infer_s, 2)
         if full is None:
-            rec["inferred_on"] = "held-out slab"  # not kept: no whole-mask result
+            rec["inferred_on"] = "held-out slab"  # lost: no whole-mask result
             history.append(rec)
         else:
             denoised = full
             t0 = time.perf_counter()
+            # a lost last iteration (inferred only for all_iterations) leaves the frames, the
+            # best iteration and the checkpoint as they would be without it
+            own = frames if wins else copy.deepcopy(frames)
             if config.registers:
-                frames.update(denoised, mask)
-                rec["frames"] = frames.to_list()
-                rec["frame_shift_voxels"] = [round(v, 4) for v in frames.shifts(mask)]
+                own.update(denoised, mask)
+                rec["frames"] = own.to_list()
+                rec["frame_shift_voxels"] = [round(v, 4) for v in own.shifts(mask)]
             current, targets, diagnostics, uncertainty = _combine(
-                reps, denoised, frames, mask, config, finish, None if lazy else scored)
+                reps, denoised, own, mask, config, finish, None if lazy else scored)
             rec.update(diagnostics)
             rec["align_seconds"] = round(time.perf_counter() - t0, 2)
             results.append(current)
             history.append(rec)
-            if on_iteration is not None:
+            if wins and on_iteration is not None:
                 on_iteration(IterationState(it, current, list(denoised), list(history)))
-            if best is None or _score(rec, key) < _score(history[best[0] - 1], key):
+            if wins and (best is None or _score(rec, key) < _score(history[best[0] - 1], key)):
                 best = (it, current, denoised, uncertainty)
         if config.from_average:
             kept = best[0] if best is not None else 0
