@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--outside", choices=["zero", "average"], default=None,
                    help="voxels outside the mask: zero (default, as the paper) or the plain average")
     d.add_argument("--save-reps", action="store_true", help="also write each denoised repetition")
-    d.add_argument("--save-iterations", action="store_true", help="also write each iteration's result")
+    d.add_argument("--save-iterations", action="store_true",
+                   help="also write each iteration's result (the last one is then inferred on "
+                        "the whole brain even when the stopping rule does not keep it)")
     d.add_argument("--align", choices=["none", "register"], default=None,
                    help="register: after every iteration, register the denoised repetitions "
                         "to each other (sub-voxel rigid), average them in rep 1's frame and "
