@@ -18,6 +18,10 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     g.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
+BLOCK_HELP = ("inference block edge in voxels (default 160: a 2.4 GB peak on a 1 mm brain; "
+              "96: 1.1 GB, 1.4x slower)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .config import BENCHMARK_METHODS
@@ -61,9 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--sampling", choices=["mask", "blocks"], default=None,
                    help="training patches centred at random in the mask (default) or the "
                         "reference code's overlapping blocks of the brain bounding box")
-    d.add_argument("--block", type=int, default=None,
-                   help="inference block edge in voxels (default 160: a 2.4 GB peak on a 1 mm "
-                        "brain; 96: 1.1 GB, 1.4x slower)")
+    d.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
     d.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation/TTA")
     d.add_argument("--outside", choices=["zero", "average"], default=None,
                    help="voxels outside the mask: zero (default, as the paper) or the plain average")
@@ -237,9 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
     bp.add_argument("--lr", type=float, default=None, help="learning rate")
     bp.add_argument("--init", default="pretrained", help="pretrained, scratch or a .safetensors PATH")
-    bp.add_argument("--block", type=int, default=None,
-                    help="inference block edge in voxels (default 160: a 2.4 GB peak on a 1 mm "
-                         "brain; 96: 1.1 GB, 1.4x slower)")
+    bp.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
     _add_runtime(bp)
 
     r = sub.add_parser("register", help="rigidly register repetitions 2..N to repetition 1")
