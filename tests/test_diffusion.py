@@ -16,7 +16,8 @@ from noise2average.arrays.normalize import Norm
 from noise2average.arrays.simulate import tissue_classes
 from noise2average.cli import main
 from noise2average.config import DenoiseConfig
-from noise2average.diffusion import denoise_dwi, merge_groups, plan_groups, split_groups
+from noise2average.diffusion import (contrast_kept, denoise_dwi, merge_groups, plan_groups,
+                                     split_groups)
 from noise2average.errors import InputError
 from noise2average.io.gradients import write_fsl
 from noise2average.methods import DIFFUSION
@@ -125,6 +126,31 @@ def test_noise2average_on_a_diffusion_group_beats_the_average(dwi_case):
     assert gain > 1.0, gain  # measured: 1.38 dB (6 steps, no flip averaging)
 
 
+def test_contrast_kept_is_measured_without_the_truth(dwi_case):
+    ph, reps = dwi_case
+    b0 = ph.bvals == 0
+    m = ph.brain_mask
+    clean = ph.dwi.astype(np.float64)
+    s0 = np.maximum(clean[..., b0].mean(-1, keepdims=True), 1e-6)
+    att = clean[..., ~b0] / s0
+    mean_att = att.mean(-1, keepdims=True)
+
+    def shrunk(g):  # the clean series with a fraction g of its directional contrast
+        out = clean.copy()
+        out[..., ~b0] = s0 * (mean_att + g * (att - mean_att))
+        return out
+
+    # the repetitions themselves keep all of their contrast, exactly
+    assert contrast_kept(reps, reps, b0, m) == pytest.approx(1.0, abs=1e-12)
+    # a known shrinkage is found from the noisy repetitions alone (b0 SNR 10: the Rician floor
+    # compresses the noisy contrast by a few per cent, so the estimate reads slightly high)
+    for g in (1.0, 0.8):
+        est = contrast_kept([shrunk(g)] * 2, reps, b0, m)
+        assert g <= est <= g * 1.08, (g, est)
+    assert contrast_kept(reps, reps, np.ones_like(b0), m) is None  # no DWI
+    assert contrast_kept(reps[:1], reps[:1], b0, m) is None  # one repetition
+
+
 def test_groups_of_a_series_are_denoised_and_reassembled(small_series):
     ph, reps = small_series
     cfg = DenoiseConfig(method="n2n", init="scratch", preset="tiny", steps=2, threads=1,
@@ -206,6 +232,7 @@ def test_cli_denoises_a_4d_pair_with_its_gradient_table(dwi_files):
     assert img.shape == (16, 16, 16, 14) and np.allclose(img.affine, AFFINE)
     side = json.loads((d / "out" / "dwi_n2a.json").read_text())
     assert side["group_size"] == 7 and len(side["groups"]["groups"]) == 2
+    assert 0 < side["directional_contrast_kept"] < 2  # a learned method: measured
     assert (d / "out" / "dwi_n2a.bval").read_text() == (d / "dwi.bval").read_text()
     assert (d / "out" / "dwi_n2a.bvec").read_text() == (d / "dwi.bvec").read_text()
     assert not (d / "out" / "dwi_n2a.ckpt").exists()
@@ -215,6 +242,7 @@ def test_cli_denoises_a_4d_pair_with_its_gradient_table(dwi_files):
     avg = d / "out" / "dwi_avg.nii.gz"
     assert main(["denoise", str(ap), str(pa), *twice, "-o", str(avg)]) == 0
     assert nib.load(str(avg)).shape == (16, 16, 16, 14)
+    assert json.loads((d / "out" / "dwi_avg.json").read_text())["directional_contrast_kept"] is None
     assert main(["denoise", str(ap), str(pa), *twice, "-o", str(avg)]) == 2
 
 
