@@ -16,9 +16,8 @@ For each row: PSNR of the DWIs, white-matter FA MAE, the mean signed FA error in
 (bias), the FA MAE once that mean bias is removed, and the *directional contrast slope*: in
 white matter, each volume's attenuation S/S0 minus the voxel's mean attenuation, regressed on
 the truth's (1 = contrast kept, < 1 = the directions pulled towards each other, which lowers
-FA). For the network, the slope is also estimated without the truth, from the repetitions:
-sum(d_den1 * d_noisy2) / sum(d_noisy1 * d_noisy2), where d_den1 is the contrast of denoised
-repetition 1 and the noisy repetitions' independent noise cancels in both sums.
+FA). For the network, the slope is also estimated without the truth, from the repetitions, as
+``n2a denoise`` does (:func:`noise2average.diffusion.contrast_kept`, whole brain mask).
 
 And the phantom's own roughness: the mean absolute FA difference and the angle between the
 principal eigenvectors of neighbouring white-matter voxels.
@@ -43,14 +42,6 @@ def rician_mean(a: np.ndarray, sigma: float) -> np.ndarray:
     return sigma * np.sqrt(np.pi / 2) * lag
 
 
-def contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per mask voxel and DWI: attenuation S/S0 minus the voxel's mean attenuation."""
-    s = series[mask].astype(np.float64)
-    s0 = np.maximum(s[:, b0].mean(1, keepdims=True), 1e-6)
-    att = s[:, ~b0] / s0
-    return att - att.mean(1, keepdims=True)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=["apap", "subset"], default="apap")
@@ -62,6 +53,7 @@ def main(argv=None) -> int:
     from scipy import ndimage
 
     from noise2average.benchmark_dwi import DwiBenchConfig, build_case, load_case, save_case, score
+    from noise2average.diffusion import contrast_kept, directional_contrast
     from noise2average.io.atomic import write_text
 
     cfg = DwiBenchConfig(case=args.case)
@@ -78,7 +70,7 @@ def main(argv=None) -> int:
     sigma = float(case.record["noise"]["sigma"])
     b0 = case.bvals <= 50
     wm = case.wm & case.brain
-    truth = contrast(case.clean, b0, wm)
+    truth = directional_contrast(case.clean, b0, wm)
     ref_fa = case.metrics["FA"][wm].astype(np.float64)
     average = np.mean(case.reps, axis=0).astype(np.float32)
     rows: list[dict] = []
@@ -86,7 +78,7 @@ def main(argv=None) -> int:
     def row(name: str, series: np.ndarray, extra: dict | None = None) -> None:
         s, met = score(case, series.astype(np.float32), "reps")
         err = met["FA"][wm].astype(np.float64) - ref_fa
-        c = contrast(series, b0, wm)
+        c = directional_contrast(series, b0, wm)
         r = {"method": name, "psnr_dwi": s["psnr_dwi"], "FA_mae_wm": s["FA_mae_wm"],
              "FA_bias_wm": float(err.mean()),
              "FA_mae_wm_unbiased": float(np.abs(err - err.mean()).mean()),
@@ -111,9 +103,8 @@ def main(argv=None) -> int:
         res = denoise_dwi(case.reps, case.bvals, case.bvecs, case.brain,
                           DenoiseConfig(method="pretrained", threads=1, seed=0, device="cpu"),
                           group_size=cfg.group_size)
-        d1, n1, n2 = (contrast(x, b0, wm) for x in (res.denoised[0], *case.reps[:2]))
         row("shipped network, no fine-tuning", res.output,
-            {"contrast_slope_from_data": float((d1 * n2).sum() / (n1 * n2).sum())})
+            {"contrast_slope_from_data": contrast_kept(res.denoised, case.reps, b0, case.brain)})
     fa, v1 = case.metrics["FA"], case.metrics["V1"]
     rough = {}
     for ax in range(3):

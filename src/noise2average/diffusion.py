@@ -200,7 +200,7 @@ def initial_dwi_model(config: DenoiseConfig, group_size: int):
     return model
 
 
-def _directional_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def directional_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(mask voxels, DWIs): attenuation S/S0 minus the voxel's mean attenuation."""
     s = series[mask].astype(np.float64)
     att = s[:, ~b0] / np.maximum(s[:, b0].mean(1, keepdims=True), 1e-6)
@@ -230,10 +230,10 @@ def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0
     mask = np.asarray(mask, bool)
     if len(reps) < 2 or b0.all() or not b0.any() or not mask.any():
         return None
-    noisy = [_directional_contrast(r, b0, mask) for r in reps]
+    noisy = [directional_contrast(r, b0, mask) for r in reps]
     num = den = 0.0
     for k, d in enumerate(denoised):
-        ck = _directional_contrast(d, b0, mask)
+        ck = directional_contrast(d, b0, mask)
         for j, cj in enumerate(noisy):
             if j != k:
                 num += float(np.vdot(ck, cj))
