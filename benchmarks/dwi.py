@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from noise2average.benchmark_dwi import (DEFAULT_METHODS, DwiBenchConfig, build_case, fa_figure,
-                                         load_case, markdown_table, run_method, save_case, score,
-                                         target_check)
+from noise2average.benchmark_dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, fa_figure,
+                                         markdown_table, run_method, score, target_check)
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
 from noise2average.provenance import environment
@@ -63,14 +62,7 @@ def main(argv=None) -> int:
     work = Path(args.work or f"runs/bench_{args.case}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cached = work / "case.npz"
-    defaults = DwiBenchConfig().to_dict()  # a cache from before a field existed has its default
-    if cached.is_file() and {**defaults, **json.loads(str(np.load(cached)["record"]))["config"]
-                             } == cfg.to_dict():
-        case = load_case(cached)
-    else:
-        case = build_case(cfg)
-        save_case(cached, case)
+    case = cached_case(cfg, work / "case.npz")
     print(f"case ready in {time.perf_counter() - t0:.0f} s: reps {case.reps[0].shape}, "
           f"single {case.single.shape}", flush=True)
     for m in args.methods:

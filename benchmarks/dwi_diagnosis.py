@@ -52,21 +52,14 @@ def main(argv=None) -> int:
 
     from scipy import ndimage
 
-    from noise2average.benchmark_dwi import DwiBenchConfig, build_case, load_case, save_case, score
+    from noise2average.benchmark_dwi import DwiBenchConfig, cached_case, score
     from noise2average.diffusion import contrast_kept, directional_contrast
     from noise2average.io.atomic import write_text
 
     cfg = DwiBenchConfig(case=args.case)
     work = Path(args.work or f"runs/bench_{args.case}")
     work.mkdir(parents=True, exist_ok=True)
-    cached = work / "case.npz"
-    defaults = DwiBenchConfig().to_dict()
-    if cached.is_file() and {**defaults, **json.loads(str(np.load(cached)["record"]))["config"]
-                             } == cfg.to_dict():
-        case = load_case(cached)
-    else:
-        case = build_case(cfg)
-        save_case(cached, case)
+    case = cached_case(cfg, work / "case.npz")
     sigma = float(case.record["noise"]["sigma"])
     b0 = case.bvals <= 50
     wm = case.wm & case.brain

@@ -148,6 +148,24 @@ def load_case(path) -> Case:
                     subset=bool(z["subset"]), **fields)
 
 
+
+def cached_case(cfg: DwiBenchConfig, path) -> Case:
+    """The case of ``cfg``, loaded from the cache at ``path`` when it was built with the same
+    configuration, else built and cached there."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            built = json.loads(str(z["record"]))["config"]
+        # a cache from before a field existed has that field's default
+        if {**DwiBenchConfig().to_dict(), **built} == cfg.to_dict():
+            return load_case(path)
+    case = build_case(cfg)
+    save_case(path, case)
+    return case
+
 def run_method(case: Case, method: str, config, group_size: int,
                init_model=None) -> tuple[np.ndarray, str]:
     """One method's output series and the table it is in (``'reps'`` or ``'single'``)."""
