@@ -317,10 +317,9 @@ def diffusion_supported() -> bool:
 
 
 def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # honours SLURM/PBS cpusets
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    from .nn.device import available_cpus
+
+    return available_cpus()
 
 
 def _worker_threads() -> int | None:

@@ -26,6 +26,7 @@ def environment(policy=None) -> dict:
     import torch
 
     from . import __version__
+    from .nn.device import available_cpus
 
     env = {
         "noise2average": __version__,
@@ -37,6 +38,7 @@ def environment(policy=None) -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpus_available": available_cpus(),
         "torch_threads": torch.get_num_threads(),
     }
     if policy is not None:

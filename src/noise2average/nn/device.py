@@ -16,6 +16,52 @@ import torch
 from ..errors import InputError
 
 
+def _cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs allowed by this process's cgroup CPU quota (v2 ``cpu.max`` or v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None without a quota."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as fh:
+            quota = int(fh.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as fh:
+            period = int(fh.read())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may actually use: its affinity mask (SLURM/PBS cpusets,
+    ``taskset``), capped by a cgroup CPU quota (containers, ``docker --cpus``), at least 1.
+
+    ``os.cpu_count()`` counts the machine's cores, so a job given 4 cores of a 64-core node
+    would run 64 threads on 4 cores and thrash.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_limit(cgroup_root)
+    if quota is not None:
+        n = min(n, max(1, int(quota)))  # a fractional quota rounds down: no oversubscription
+    return max(1, n)
+
+
+def default_threads() -> int:
+    """Default torch CPU threads: ``OMP_NUM_THREADS`` when set, else :func:`available_cpus`."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return available_cpus()
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when /proc/cpuinfo lists amx_bf16 or avx512_bf16."""
     try:
@@ -83,6 +129,6 @@ def resolve_policy(device: str = "auto", precision: str = "auto",
         if threads < 1:
             raise InputError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    elif dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    elif dev.type == "cpu":
+        torch.set_num_threads(default_threads())
     return Policy(dev, torch.bfloat16 if use_bf16 else None, channels_last=dev.type == "cpu")
