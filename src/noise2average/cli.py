@@ -12,7 +12,8 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on GPUs and on CPUs with AMX/AVX512-BF16, else fp32")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use: affinity, cgroup quota, "
+                        "or OMP_NUM_THREADS)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -113,7 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="*", default=None,
                    help="clean training images (default: MNI152 2009a T1 from nilearn)")
     p.add_argument("--masks", nargs="*", default=None, help="brain masks, one per image")
-    p.add_argument("--preset", default="cpu", help="architecture: cpu (default), paper, tiny")
+    p.add_argument("--data", choices=("template", "randomized"), default="template",
+                   help="without --images: the MNI152 T1 as it is (template, default), or "
+                        "domain-randomized brains from every source found (randomized)")
+    p.add_argument("--extra-data", metavar="DIR",
+                   help="--data randomized: folder with more sources "
+                        "(scripts/get_pretrain_data.sh fills data/pretrain)")
+    p.add_argument("--crop", type=int, default=72,
+                   help="--data randomized: edge of each randomized cube (default 72)")
+    p.add_argument("--multicoil", type=float, default=0.0,
+                   help="probability of non-central chi (2-4 coils) noise instead of Rician")
+    p.add_argument("--refresh", type=int, default=50,
+                   help="steps between fresh noisy volumes (default 50)")
+    p.add_argument("--preset", default="cpu",
+                   help="architecture: cpu (default), paper, tiny, unet, unet-tiny")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch", type=int, default=2)

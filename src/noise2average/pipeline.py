@@ -177,7 +177,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     reference
         Clean image, only for ``method='supervised'``.
     init_model
-        A :class:`~noise2average.nn.models.MUNet` to start from instead of ``config.init``.
+        A network (:data:`~noise2average.nn.models.Network`) to start from instead of ``config.init``.
     resume
         State of the last completed iteration of an interrupted run.
     on_iteration

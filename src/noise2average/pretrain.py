@@ -1,9 +1,12 @@
 """Supervised residual pre-training on clean images with simulated noise (domain randomized).
 
-Every ``refresh`` steps a fresh noisy volume is drawn: a random clean volume, a random contrast
+Clean data come either from fixed volumes (:class:`SyntheticNoiseSampler`) or from
+domain-randomized cubes cut from several sources under random deformation, voxel size, tissue
+contrast, texture and blur (:class:`DomainRandomizedSampler`, :mod:`noise2average.arrays.synth`).
+Every ``refresh`` steps a fresh noisy volume is drawn: a clean volume, a random contrast
 (gamma) and smooth bias field, a noise level log-uniform in ``sigma_range`` (1.0 = 99th
 percentile in the brain), a g-factor-shaped noise map (probability 0.7) and spatially correlated
-noise (probability 0.5), Rician magnitude. The normalization statistics are jittered (mean
+noise (probability 0.5), Rician magnitude or, with probability ``multicoil``, non-central chi. The normalization statistics are jittered (mean
 +-0.3 SD, SD x exp(+-0.3)) so the network does not rely on the exact mask a user gives: a head
 mask, a brain mask or a crop shift the statistics, and a network trained on one fixed
 normalization misreads the others (measured: -2 dB on a Colin27 crop). The network learns the residual from the noisy image
@@ -17,13 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from .arrays.masking import bounding_box
 from .arrays.noise import gfactor_map, rician, smooth_field
 from .arrays.normalize import Norm
+from .arrays.synth import Source, draw_clean
 from .nn.device import Policy
 from .nn.engine import FitState, fit
-from .nn.models import MUNet
 from .nn.patches import Batch, PatchSampler
 
 
@@ -39,49 +43,66 @@ class PretrainConfig:
     sigma_max: float = 0.12
     refresh: int = 50
     seed: int = 0
+    #: edge of the randomized clean cube drawn at each refresh (domain-randomized data)
+    crop: int = 72
+    #: probability of multi-coil (non-central chi, 2-4 coils) instead of Rician noise
+    multicoil: float = 0.0
+    #: normalization jitter: mean +- this many SDs, SD x exp(+- this)
+    norm_jitter: float = 0.3
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class SyntheticNoiseSampler:
-    """Patches of freshly simulated noisy volumes (see the module docstring)."""
+def add_noise(clean: np.ndarray, rng: np.random.Generator, config: PretrainConfig
+              ) -> tuple[np.ndarray, dict]:
+    """``clean`` (99th percentile in the brain = 1) with randomized magnitude noise: sigma
+    log-uniform in the config's range, a g-factor map (probability 0.7), spatial correlation
+    (probability 0.5), non-central chi from 2-4 coils (probability ``config.multicoil``, else
+    Rician). Returns the noisy image and the drawn parameters."""
+    sigma = float(np.exp(rng.uniform(np.log(config.sigma_min), np.log(config.sigma_max))))
+    use_g = bool(rng.random() < 0.7)
+    g = gfactor_map(clean.shape, rng) if use_g else np.float32(1.0)
+    corr = float(rng.uniform(0.3, 0.8)) if rng.random() < 0.5 else 0.0
+    # drawn only when asked for, so runs without multi-coil noise keep their random stream
+    coils = int(rng.integers(2, 5)) if config.multicoil > 0 and rng.random() < config.multicoil else 1
+    noisy = rician(clean, sigma * g, rng, correlation=corr, coils=coils)
+    return noisy, {"sigma": sigma, "gfactor": use_g, "correlation": corr, "coils": coils}
 
-    def __init__(self, volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                 config: PretrainConfig) -> None:
-        boxes = [bounding_box(m, margin=8) for m in masks]
-        self.volumes = [v[b] for v, b in zip(volumes, boxes)]
-        self.masks = [m[b] for m, b in zip(masks, boxes)]
+
+def contrast_and_bias(clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, float]:
+    """A random gamma contrast (0.7-1.4) and smooth bias field, rescaled to the brain's 99th
+    percentile = 1."""
+    gamma = float(rng.uniform(0.7, 1.4))
+    clean = np.clip(clean, 0, None) ** gamma
+    bias = smooth_field(clean.shape, rng, float(rng.uniform(0.8, 1.0)),
+                        float(rng.uniform(1.0, 1.25)))
+    clean = (clean * bias).astype(np.float32)
+    clean /= max(float(np.percentile(clean[mask], 99)), 1e-6)
+    return clean, gamma
+
+
+class _RefreshingSampler:
+    """Training patches of a fresh noisy volume every ``config.refresh`` steps; subclasses give
+    ``draw_volume(rng) -> (noisy, clean, mask)`` and record what they drew in ``self.last``."""
+
+    def __init__(self, config: PretrainConfig) -> None:
         self.config = config
         self.count = 0
         self.inner: PatchSampler | None = None
         self.last: dict = {}
 
     def draw_volume(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One randomized (noisy, clean, mask) triple; the drawn parameters go to ``self.last``."""
-        cfg = self.config
-        i = int(rng.integers(len(self.volumes)))
-        clean, mask = self.volumes[i], self.masks[i]
-        gamma = float(rng.uniform(0.7, 1.4))
-        clean = np.clip(clean, 0, None) ** gamma
-        bias = smooth_field(clean.shape, rng, float(rng.uniform(0.8, 1.0)), float(rng.uniform(1.0, 1.25)))
-        clean = (clean * bias).astype(np.float32)
-        clean /= np.percentile(clean[mask], 99)
-        sigma = float(np.exp(rng.uniform(np.log(cfg.sigma_min), np.log(cfg.sigma_max))))
-        use_g = bool(rng.random() < 0.7)
-        g = gfactor_map(clean.shape, rng) if use_g else np.float32(1.0)
-        corr = float(rng.uniform(0.3, 0.8)) if rng.random() < 0.5 else 0.0
-        noisy = rician(clean, sigma * g, rng, correlation=corr)
-        self.last = {"volume": i, "gamma": gamma, "sigma": sigma, "gfactor": use_g,
-                     "correlation": corr}
-        return noisy, clean, mask
+        raise NotImplementedError
 
     def __call__(self, rng: np.random.Generator) -> Batch:
         if self.inner is None or self.count % self.config.refresh == 0:
             noisy, clean, mask = self.draw_volume(rng)
             fitted = Norm.fit(noisy, mask)
-            norm = Norm(fitted.mean + fitted.std * float(rng.uniform(-0.3, 0.3)),
-                        fitted.std * float(np.exp(rng.uniform(-0.3, 0.3))))
+            j = self.config.norm_jitter
+            norm = Norm(fitted.mean + fitted.std * float(rng.uniform(-j, j)),
+                        fitted.std * float(np.exp(rng.uniform(-j, j))))
             z = norm.forward(noisy)
             self.inner = PatchSampler([z[None]], [(norm.forward(clean) - z)[None]], mask,
                                       self.config.patch_size, self.config.batch_size,
@@ -90,16 +111,58 @@ class SyntheticNoiseSampler:
         return self.inner(rng)
 
 
-def pretrain(model: MUNet, volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-             config: PretrainConfig, policy: Policy, state: FitState | None = None,
+class SyntheticNoiseSampler(_RefreshingSampler):
+    """Patches of freshly simulated noisy versions of fixed clean volumes (module docstring)."""
+
+    def __init__(self, volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                 config: PretrainConfig) -> None:
+        super().__init__(config)
+        boxes = [bounding_box(m, margin=8) for m in masks]
+        self.volumes = [v[b] for v, b in zip(volumes, boxes)]
+        self.masks = [m[b] for m, b in zip(masks, boxes)]
+
+    def draw_volume(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One randomized (noisy, clean, mask) triple; the drawn parameters go to ``self.last``."""
+        i = int(rng.integers(len(self.volumes)))
+        mask = self.masks[i]
+        clean, gamma = contrast_and_bias(self.volumes[i], mask, rng)
+        noisy, params = add_noise(clean, rng, self.config)
+        self.last = {"volume": i, "gamma": gamma, **params}
+        return noisy, clean, mask
+
+
+class DomainRandomizedSampler(_RefreshingSampler):
+    """Patches of noisy versions of randomized clean cubes (:func:`arrays.synth.draw_clean`):
+    every refresh a new source, position, deformation, voxel size, contrast and noise."""
+
+    def __init__(self, sources: Sequence[Source], config: PretrainConfig) -> None:
+        super().__init__(config)
+        self.sources = list(sources)
+
+    def draw_volume(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c = self.config.crop
+        clean, mask, drawn = draw_clean(self.sources, (c, c, c), rng)
+        clean, gamma = contrast_and_bias(clean, mask, rng)
+        noisy, params = add_noise(clean, rng, self.config)
+        self.last = {**drawn, "gamma": gamma, **params}
+        return noisy, clean, mask
+
+
+def pretrain(model: torch.nn.Module, volumes: Sequence[np.ndarray] | None,
+             masks: Sequence[np.ndarray] | None, config: PretrainConfig, policy: Policy,
+             state: FitState | None = None,
              on_step: Callable[[FitState], None] | None = None,
-             progress: Callable[[int, float], None] | None = None) -> FitState:
-    """Train ``model`` in place; ``state`` resumes an interrupted run."""
-    return fit_sampler(model, SyntheticNoiseSampler(volumes, masks, config), config, policy,
-                       state=state, on_step=on_step, progress=progress)
+             progress: Callable[[int, float], None] | None = None,
+             sources: Sequence[Source] | None = None) -> FitState:
+    """Train ``model`` in place on fixed clean ``volumes`` (with ``masks``), or on
+    domain-randomized cubes of ``sources``; ``state`` resumes an interrupted run."""
+    sampler = (DomainRandomizedSampler(sources, config) if sources
+               else SyntheticNoiseSampler(volumes, masks, config))
+    return fit_sampler(model, sampler, config, policy, state=state, on_step=on_step,
+                       progress=progress)
 
 
-def fit_sampler(model: MUNet, sampler, config, policy: Policy, state: FitState | None = None,
+def fit_sampler(model: torch.nn.Module, sampler, config, policy: Policy, state: FitState | None = None,
                 on_step: Callable[[FitState], None] | None = None,
                 progress: Callable[[int, float], None] | None = None) -> FitState:
     """The optimizer run of every pre-training: ``sampler`` draws fresh noisy data every

@@ -37,7 +37,7 @@ from .arrays.noise import rician, smooth_field
 from .arrays.normalize import Norm
 from .nn.device import Policy
 from .nn.engine import FitState
-from .nn.models import MUNet
+from .nn.models import Network
 from .nn.patches import Batch, PatchSampler
 from .pretrain import fit_sampler
 
@@ -186,7 +186,7 @@ class DwiNoiseSampler:
         return self.inner(rng)
 
 
-def pretrain_dwi(model: MUNet, fields: Sequence[FieldVolume], config: DwiPretrainConfig,
+def pretrain_dwi(model: Network, fields: Sequence[FieldVolume], config: DwiPretrainConfig,
                  policy: Policy, state: FitState | None = None,
                  on_step: Callable[[FitState], None] | None = None,
                  progress: Callable[[int, float], None] | None = None) -> FitState:

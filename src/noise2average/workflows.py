@@ -40,6 +40,9 @@ def pretrain_files(args: argparse.Namespace) -> None:
 
     images = [Path(p) for p in args.images or []]
     out, ckpt = pretrain_outputs(args, images)
+    sources = None
+    if images and args.data == "randomized":
+        raise InputError("--data randomized draws from its own sources; leave out --images")
     if images:
         if not args.masks or len(args.masks) != len(images):
             raise InputError("--masks must give one brain mask per --images file")
@@ -50,16 +53,27 @@ def pretrain_files(args: argparse.Namespace) -> None:
             vols.append(vol / np.percentile(vol[mask], 99))
             masks.append(mask)
         data_desc = [str(p) for p in images]
+    elif args.data == "randomized":
+        from .io.pretrain_sources import pretrain_sources
+
+        sources = pretrain_sources(args.extra_data)
+        vols, masks = None, None
+        data_desc = [f"{s.name} (weight {s.weight})" for s in sources]
     else:
         t1, mask, _ = mni152()
         vols, masks, data_desc = [t1], [mask], ["MNI152 2009a sym T1 (nilearn wheel)"]
+    if args.extra_data and sources is None:
+        raise InputError("--extra-data needs --data randomized")
     cfg = PretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
                          patch_size=args.patch, sigma_min=args.sigma_range[0],
-                         sigma_max=args.sigma_range[1], seed=args.seed)
+                         sigma_max=args.sigma_range[1], seed=args.seed, crop=args.crop,
+                         multicoil=args.multicoil, refresh=args.refresh)
     meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
-            "preset": args.preset, "noise": "Rician, g-factor maps, correlated, bias, gamma"}
+            "preset": args.preset, "noise": "Rician or non-central chi, g-factor maps, "
+                                             "correlated, bias, gamma"}
     run_pretraining(args, out, ckpt, lambda: build_model(args.preset), meta, cfg.steps, "pretrain",
-                    lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy, **kw))
+                    lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy,
+                                                         sources=sources, **kw))
 
 
 def pretrain_outputs(args: argparse.Namespace, inputs: list[Path]) -> tuple[Path, Path]:

@@ -7,22 +7,29 @@ from scipy import ndimage, stats
 
 
 def rician(clean: np.ndarray, sigma: float | np.ndarray, rng: np.random.Generator,
-           correlation: float = 0.0) -> np.ndarray:
+           correlation: float = 0.0, coils: int = 1) -> np.ndarray:
     """Magnitude of ``clean + n_re + i n_im`` with n ~ N(0, sigma^2).
 
-    ``correlation`` > 0 smooths both noise channels with a Gaussian of that width (voxels) and
-    rescales them back to unit variance: the spatial correlation that interpolation and
-    parallel-imaging reconstruction leave in real data.
+    ``correlation`` > 0 smooths every noise channel with a Gaussian of that width (voxels) and
+    rescales it back to unit variance: the spatial correlation that interpolation and
+    parallel-imaging reconstruction leave in real data. ``coils`` > 1 gives the root sum of
+    squares of that many complex receive channels with the signal in one of them: the
+    non-central chi noise of multi-coil magnitude images (1 is Rician).
     """
     shape = clean.shape
-    re = rng.standard_normal(shape, dtype=np.float32)
-    im = rng.standard_normal(shape, dtype=np.float32)
-    if correlation > 0:
-        for ch in (re, im):
+    sig = np.asarray(sigma, dtype=np.float32)
+
+    def channel() -> np.ndarray:
+        ch = rng.standard_normal(shape, dtype=np.float32)
+        if correlation > 0:
             ndimage.gaussian_filter(ch, correlation, output=ch, mode="wrap")
             ch /= ch.std() + 1e-12
-    sig = np.asarray(sigma, dtype=np.float32)
-    return np.sqrt((clean + sig * re) ** 2 + (sig * im) ** 2).astype(np.float32)
+        return sig * ch
+
+    power = (clean + channel()) ** 2 + channel() ** 2
+    for _ in range(coils - 1):
+        power += channel() ** 2 + channel() ** 2
+    return np.sqrt(power).astype(np.float32)
 
 
 def smooth_field(shape: tuple[int, ...], rng: np.random.Generator, low: float, high: float,

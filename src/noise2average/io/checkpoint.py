@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 from ..nn.engine import FitState
-from ..nn.models import MUNet
+from ..nn.models import Network
 from .atomic import atomic_path, write_text
 from .weights import load_model, save_model
 
 
-def save_fit(directory: str | os.PathLike, model: MUNet, state: FitState,
+def save_fit(directory: str | os.PathLike, model: Network, state: FitState,
              metadata: dict | None = None) -> None:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,7 @@ def save_fit(directory: str | os.PathLike, model: MUNet, state: FitState,
                                              "rng": state.rng, "seconds": state.seconds}))
 
 
-def load_fit(directory: str | os.PathLike) -> tuple[MUNet, FitState, dict] | None:
+def load_fit(directory: str | os.PathLike) -> tuple[Network, FitState, dict] | None:
     """The checkpoint in ``directory``, or None when there is no complete one."""
     d = Path(directory)
     if not (d / "state.json").is_file():

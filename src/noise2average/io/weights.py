@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import InputError
-from ..nn.models import ModelConfig, MUNet
+from ..nn.models import ModelConfig, Network, build_model
 from ..provenance import file_sha256 as sha256
 from .atomic import atomic_path
 
@@ -20,7 +20,7 @@ from .atomic import atomic_path
 PACKAGED = {"t1w": "t1w-cpu.safetensors", "dwi": "dwi-cpu.safetensors"}
 
 
-def save_model(path: str | os.PathLike, model: MUNet, metadata: dict | None = None) -> None:
+def save_model(path: str | os.PathLike, model: Network, metadata: dict | None = None) -> None:
     meta = {"config": json.dumps(model.config.to_dict())}
     for k, v in (metadata or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
@@ -34,7 +34,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
         return dict(fh.metadata() or {})
 
 
-def load_model(path: str | os.PathLike) -> tuple[MUNet, dict]:
+def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
     """Model and metadata from a safetensors file written by :func:`save_model`."""
     path = Path(path)
     if not path.is_file():
@@ -46,10 +46,10 @@ def load_model(path: str | os.PathLike) -> tuple[MUNet, dict]:
         state = load_file(str(path))
         # compare shapes on the meta device first: a crafted config allocates nothing
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in MUNet(config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
         if expected != {k: tuple(v.shape) for k, v in state.items()}:
             raise ValueError("its tensors do not match the architecture in its metadata")
-        model = MUNet(config)
+        model = build_model(config)
         model.load_state_dict(state)
     except Exception as exc:  # safetensors, json, dataclass and torch raise their own types
         text = " ".join(str(exc).split())[:200] or type(exc).__name__
@@ -79,7 +79,7 @@ def packaged_path(name: str = "t1w") -> Path:
     return Path(str(resources.files("noise2average") / "weights" / PACKAGED[name]))
 
 
-def load_packaged(name: str = "t1w") -> tuple[MUNet, dict]:
+def load_packaged(name: str = "t1w") -> tuple[Network, dict]:
     """The shipped pre-trained model, after checking its SHA-256 against the manifest."""
     path = packaged_path(name)
     if not path.is_file():

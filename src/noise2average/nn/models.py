@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "MUNet", "PRESETS", "DIFFUSION_PRESETS", "build_model",
+from .unet import UNet
+
+__all__ = ["ModelConfig", "MUNet", "PRESETS", "DIFFUSION_PRESETS", "Network", "UNet", "build_model",
            "with_channels"]
 
 
@@ -57,6 +59,14 @@ class ModelConfig:
         Odd number of two-convolution blocks (9 in the paper's T1w network).
     batch_norm
         Batch normalization after each convolution (the paper's diffusion network).
+    arch
+        ``"munet"`` (the paper's full-resolution network, this module) or ``"unet"`` (the
+        multi-scale residual U-Net of :mod:`noise2average.nn.unet`). Files written before the
+        U-Net existed carry no ``arch`` and load as MU-Nets.
+    levels, res_blocks, bias, halo
+        U-Net only: scales (the width doubles at each), residual blocks per scale and stage,
+        biases in the convolutions, and the margin in voxels that block-wise inference adds
+        around each block.
     """
 
     in_channels: int = 1
@@ -64,17 +74,32 @@ class ModelConfig:
     width: int = 24
     n_blocks: int = 5
     batch_norm: bool = False
+    arch: str = "munet"
+    levels: int = 4
+    res_blocks: int = 1
+    bias: bool = False
+    halo: int = 24
 
     def __post_init__(self) -> None:
-        if self.n_blocks < 1 or self.n_blocks % 2 == 0:
+        if self.arch not in ("munet", "unet"):
+            raise ValueError(f"arch must be 'munet' or 'unet', got {self.arch!r}")
+        if self.arch == "munet" and (self.n_blocks < 1 or self.n_blocks % 2 == 0):
             raise ValueError(f"n_blocks must be odd and >= 1, got {self.n_blocks}")
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.arch == "unet" and (self.levels < 2 or self.res_blocks < 1 or self.halo < 0):
+            raise ValueError("a U-Net needs levels >= 2, res_blocks >= 1 and halo >= 0")
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """U-Net feature channels per scale, finest first."""
+        return tuple(self.width * 2 ** level for level in range(self.levels))
 
     @property
     def receptive_radius(self) -> int:
-        """Half-width of the receptive field in voxels (one per 3x3x3 convolution)."""
-        return 2 * self.n_blocks
+        """Margin of block-wise inference in voxels: the MU-Net's exact receptive half-width
+        (one voxel per 3x3x3 convolution), the U-Net's measured halo."""
+        return self.halo if self.arch == "unet" else 2 * self.n_blocks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +111,10 @@ PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(width=64, n_blocks=9),
     "cpu": ModelConfig(width=32, n_blocks=5),
     "tiny": ModelConfig(width=8, n_blocks=3),
+    # multi-scale residual U-Nets (nn/unet.py)
+    "unet": ModelConfig(arch="unet", width=24, levels=4, res_blocks=1),
+    "unet-wide": ModelConfig(arch="unet", width=32, levels=4, res_blocks=2),
+    "unet-tiny": ModelConfig(arch="unet", width=4, levels=3, res_blocks=1, halo=8),
     # diffusion (module docstring): b0 + 6 DWIs by default, see with_channels()
     "dti-paper": ModelConfig(in_channels=7, out_channels=7, width=192, n_blocks=5,
                              batch_norm=True),
@@ -161,10 +190,14 @@ class MUNet(nn.Module):
         return total
 
 
-def build_model(config: ModelConfig | str) -> MUNet:
-    """Build a MU-Net from a config or a preset name."""
+#: Either network family; both map a (B, C, X, Y, Z) input to its residual.
+Network = MUNet | UNet
+
+
+def build_model(config: ModelConfig | str) -> Network:
+    """Build the network (MU-Net or U-Net, by ``config.arch``) from a config or a preset name."""
     if isinstance(config, str):
         if config not in PRESETS:
             raise ValueError(f"unknown preset {config!r}; choose from {sorted(PRESETS)}")
         config = PRESETS[config]
-    return MUNet(config)
+    return UNet(config) if config.arch == "unet" else MUNet(config)

@@ -1,0 +1,149 @@
+"""Domain-randomized clean brain images for pre-training (arrays in, arrays out).
+
+Two kinds of source feed the generator: *intensity* sources (a T1w image, e.g. a template),
+and *tissue* sources (GM / WM / CSF fraction maps), from which an image is synthesized with
+random tissue intensities and texture. Every draw cuts a randomly placed, rotated, scaled and
+elastically deformed cube out of one source, so that the network sees anatomy in positions,
+sizes and shapes no single template has; then blur and anisotropic resolution vary the
+sharpness. Noise is added afterwards by the pre-training sampler (:mod:`noise2average.pretrain`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["Source", "random_warp", "synthesize_tissues", "degrade_resolution", "draw_clean"]
+
+
+@dataclass
+class Source:
+    """One pre-training source.
+
+    Parameters
+    ----------
+    name
+        Shown in provenance.
+    channels
+        Arrays on one grid: one T1w image (``kind='intensity'``) or GM, WM, CSF fractions
+        (``kind='tissues'``).
+    mask
+        Brain mask on the same grid (where crops are centred and the loss counts).
+    zoom
+        Voxel size of the grid in mm (isotropic).
+    kind
+        ``'intensity'`` or ``'tissues'``.
+    weight
+        Relative probability of drawing this source.
+    """
+
+    name: str
+    channels: list[np.ndarray]
+    mask: np.ndarray
+    zoom: float
+    kind: str = "intensity"
+    weight: float = 1.0
+    centres: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("intensity", "tissues"):
+            raise ValueError(f"kind must be 'intensity' or 'tissues', got {self.kind!r}")
+        # a sparse sample of mask voxels is enough to place crops
+        idx = np.argwhere(self.mask)
+        self.centres = idx[:: max(1, len(idx) // 20000)]
+
+
+def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    a = np.deg2rad(rng.uniform(-max_deg, max_deg, 3))
+    cx, cy, cz = np.cos(a)
+    sx, sy, sz = np.sin(a)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def random_warp(source: Source, shape: tuple[int, int, int], voxel_mm: float,
+                rng: np.random.Generator, max_rotation: float = 12.0, max_scale: float = 0.12,
+                max_displacement_mm: float = 3.0) -> tuple[list[np.ndarray], np.ndarray]:
+    """A cube of ``shape`` voxels of ``voxel_mm`` cut from ``source`` around a random mask voxel,
+    under a random rotation, anisotropic scaling and smooth elastic displacement (linear
+    interpolation). Returns the warped channels and the warped mask (fraction > 0.5)."""
+    out = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) - (s - 1) / 2 for s in shape],
+                               indexing="ij"))  # (3, X, Y, Z), centred
+    scale = voxel_mm / source.zoom * np.exp(rng.uniform(-max_scale, max_scale, 3))
+    matrix = _rotation(rng, max_rotation) * scale[None, :]
+    coords = np.tensordot(matrix.astype(np.float32), out, axes=1)
+    # elastic part: Gaussian noise on a coarse grid, cubic-upsampled, in source voxels
+    amp = rng.uniform(0, max_displacement_mm) / source.zoom
+    coarse = [max(2, s // 16) for s in shape]
+    for axis in range(3):
+        d = rng.standard_normal(coarse).astype(np.float32)
+        d = ndimage.zoom(d, [s / c for s, c in zip(shape, coarse)], order=3)[
+            tuple(slice(0, s) for s in shape)]
+        coords[axis] += amp * d / (np.abs(d).max() + 1e-6)
+    centre = source.centres[int(rng.integers(len(source.centres)))]
+    coords += centre.astype(np.float32)[:, None, None, None]
+    warped = [ndimage.map_coordinates(c, coords, order=1, mode="constant", cval=0.0,
+                                      prefilter=False).astype(np.float32)
+              for c in source.channels]
+    mask = ndimage.map_coordinates(source.mask.astype(np.float32), coords, order=1,
+                                   mode="constant", cval=0.0, prefilter=False) > 0.5
+    return warped, mask
+
+
+def _texture(shape, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """Multiplicative fine texture: smoothed Gaussian noise of 1 +- ``amplitude``."""
+    t = rng.standard_normal(shape).astype(np.float32)
+    t = ndimage.gaussian_filter(t, rng.uniform(0.6, 2.0))
+    return 1.0 + amplitude * t / (t.std() + 1e-6)
+
+
+def synthesize_tissues(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+    """A T1w-like image from tissue fractions: random tissue intensities (mostly in T1w order,
+    WM > GM > CSF, sometimes any order), per-tissue fine texture, partial volume from the
+    fractions. The background (no tissue) is 0."""
+    wm_level = 1.0
+    if rng.random() < 0.85:
+        gm_level = rng.uniform(0.45, 0.8)
+        csf_level = rng.uniform(0.05, 0.4) * gm_level
+    else:  # other contrasts: the network must not rely on one intensity order
+        gm_level, csf_level = rng.uniform(0.1, 1.2, 2)
+    image = np.zeros_like(gm)
+    for frac, level in ((wm, wm_level), (gm, gm_level), (csf, csf_level)):
+        image += frac * level * _texture(frac.shape, rng, rng.uniform(0.0, 0.08))
+    return np.clip(image, 0, None)
+
+
+def degrade_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random isotropic blur (probability 0.5, up to 0.7 voxel) and, with probability 0.3, one
+    axis blurred further (thicker slices, up to 1.2 voxel)."""
+    sig = np.zeros(3)
+    if rng.random() < 0.5:
+        sig += rng.uniform(0.0, 0.7)
+    if rng.random() < 0.3:
+        sig[int(rng.integers(3))] += rng.uniform(0.3, 1.2)
+    if not sig.any():
+        return image
+    return ndimage.gaussian_filter(image, sig).astype(np.float32)
+
+
+def draw_clean(sources: list[Source], shape: tuple[int, int, int], rng: np.random.Generator,
+               voxel_range: tuple[float, float] = (0.8, 1.3)) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One random clean cube (scaled so its brain's 99th percentile is 1), its mask and what
+    was drawn."""
+    w = np.array([s.weight for s in sources], float)
+    src = sources[int(rng.choice(len(sources), p=w / w.sum()))]
+    voxel = float(rng.uniform(*voxel_range))
+    for _ in range(10):  # a crop near the edge of the brain can hold too little of it
+        channels, mask = random_warp(src, shape, voxel, rng)
+        if mask.sum() >= 0.15 * mask.size:
+            break
+    image = synthesize_tissues(*channels, rng) if src.kind == "tissues" else channels[0]
+    image = degrade_resolution(image, rng)
+    image = np.clip(image, 0, None)
+    image /= max(float(np.percentile(image[mask], 99)), 1e-6) if mask.any() else 1.0
+    return image.astype(np.float32), mask, {"source": src.name, "voxel_mm": round(voxel, 3)}
