@@ -54,6 +54,8 @@ class DwiPretrainConfig:
     snr_max: float = 40.0
     refresh: int = 25
     seed: int = 0
+    #: gradient-norm clipping (0: none; the shipped diffusion model was trained without)
+    clip_grad: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -57,4 +57,5 @@ class Frames:
         return [float(np.abs((m - np.eye(4)) @ corners)[:3].max()) for m in self.matrices]
 
     def to_list(self) -> list[list[list[float]]]:
-        return [np.round(m, 8).tolist() for m in self.matrices]
+        # full precision: a resumed run must rebuild the same targets (JSON keeps float64 exact)
+        return [np.asarray(m, np.float64).tolist() for m in self.matrices]

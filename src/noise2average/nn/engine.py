@@ -49,7 +49,7 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
         state: FitState | None = None,
         on_step: Callable[[FitState], None] | None = None,
         progress: Callable[[int, float], None] | None = None,
-        freeze_bn: bool = False) -> FitState:
+        freeze_bn: bool = False, clip_grad: float = 0.0) -> FitState:
     """Train ``model`` in place with Adam and the masked MSE for ``steps`` optimizer steps.
 
     ``state`` continues an interrupted run (optimizer moments, sampler RNG, step count);
@@ -58,6 +58,7 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
     parameters still train), so the network computes the same function in training and at
     inference: fine-tuning with one or two patches per step must not re-estimate statistics
     (see :mod:`noise2average.nn.models`). Networks without batch norm are unaffected.
+    ``clip_grad`` > 0 clips the gradients' global norm to it before each step.
     """
     state = state or FitState()
     rng = np.random.default_rng(seed)
@@ -83,6 +84,8 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {state.step}")
         loss.backward()
+        if clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         opt.step()
         state.step += 1
         state.losses.append(float(loss.detach()))

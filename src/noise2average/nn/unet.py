@@ -39,6 +39,9 @@ class _Residual(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv3d(width, width, 3, padding=1, bias=bias)
         self.conv2 = nn.Conv3d(width, width, 3, padding=1, bias=bias)
+        # every block starts as the identity (its branch's last layer at zero), so a deep
+        # stack without normalization layers starts stable and grows its branches as it learns
+        nn.init.zeros_(self.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
