@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from noise2average.arrays.noise import rician
-from noise2average.arrays.synth import Source, degrade_resolution, draw_clean, random_warp
+from noise2average.arrays.synth import (Source, degrade_resolution, draw_clean, random_warp,
+                                        sharpen_fractions)
 from noise2average.io.pretrain_sources import pretrain_sources, tissue_fractions
 from noise2average.nn.device import resolve_policy
 from noise2average.nn.models import build_model
@@ -84,3 +85,32 @@ def test_domain_randomized_pretraining_runs_and_learns():
     state = pretrain(model, None, None, cfg, resolve_policy("cpu", "fp32", 1), sources=sources)
     assert state.step == 30 and np.all(np.isfinite(state.losses))
     assert np.mean(state.losses[-5:]) < np.mean(state.losses[:5])
+
+
+def test_sharpened_fractions_are_crisp_partitions():
+    gm, wm, csf, _ = _ball_tissues()
+    soft = [np.asarray(a, np.float32) for a in (gm, wm, csf)]
+    from scipy import ndimage
+    soft = [ndimage.gaussian_filter(a, 2.0) for a in soft]  # template-like blurred maps
+    hard = sharpen_fractions(soft, np.random.default_rng(0))
+    total = sum(hard)
+    assert total.max() <= 1.0 + 1e-5
+    # most voxels hold one tissue almost alone: the boundaries are a voxel wide, not several
+    mixed_soft = np.mean((np.max(soft, 0) < 0.9) & (sum(soft) > 0.5))
+    mixed_hard = np.mean((np.max(hard, 0) < 0.9) & (total > 0.5))
+    assert mixed_hard < 0.5 * mixed_soft
+
+
+def test_a_pool_mixes_volumes_in_each_batch():
+    """With a pool, the patches of one batch come from different noisy volumes."""
+    gm, wm, csf, brain = _ball_tissues(40)
+    src = [Source("ball", [gm, wm, csf], brain, 1.0, "tissues")]
+    cfg = PretrainConfig(batch_size=8, patch_size=8, crop=24, refresh=1000, pool=4,
+                         sigma_min=0.05, sigma_max=0.05)
+    sampler = DomainRandomizedSampler(src, cfg)
+    x, y, w = sampler(np.random.default_rng(0))
+    assert x.shape == (8, 1, 8, 8, 8) and len(sampler.pool) == 4
+    single = DomainRandomizedSampler(src, PretrainConfig(batch_size=8, patch_size=8, crop=24,
+                                                         refresh=1000))
+    single(np.random.default_rng(0))
+    assert len(single.pool) == 1

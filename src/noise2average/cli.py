@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="probability of non-central chi (2-4 coils) noise instead of Rician")
     p.add_argument("--refresh", type=int, default=50,
                    help="steps between fresh noisy volumes (default 50)")
+    p.add_argument("--pool", type=int, default=1,
+                   help="noisy volumes each batch's patches are drawn from (default 1; 8 for "
+                        "networks large enough to swing to one volume)")
     p.add_argument("--preset", default="cpu",
                    help="architecture: cpu (default), paper, tiny, unet, unet-tiny")
     p.add_argument("--steps", type=int, default=4000)

@@ -67,7 +67,8 @@ def pretrain_files(args: argparse.Namespace) -> None:
     cfg = PretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
                          patch_size=args.patch, sigma_min=args.sigma_range[0],
                          sigma_max=args.sigma_range[1], seed=args.seed, crop=args.crop,
-                         multicoil=args.multicoil, refresh=args.refresh)
+                         multicoil=args.multicoil, refresh=args.refresh,
+                         pool=args.pool)
     meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
             "preset": args.preset, "noise": "Rician or non-central chi, g-factor maps, "
                                              "correlated, bias, gamma"}

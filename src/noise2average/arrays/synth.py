@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Source", "random_warp", "synthesize_tissues", "degrade_resolution", "draw_clean"]
+__all__ = ["Source", "random_warp", "sharpen_fractions", "synthesize_tissues", "degrade_resolution",
+           "draw_clean"]
 
 
 @dataclass
@@ -101,6 +102,25 @@ def _texture(shape, rng: np.random.Generator, amplitude: float) -> np.ndarray:
     return 1.0 + amplitude * t / (t.std() + 1e-6)
 
 
+def sharpen_fractions(fractions: list[np.ndarray], rng: np.random.Generator,
+                      max_voxels: float = 0.6) -> list[np.ndarray]:
+    """Tissue fractions with the crisp boundaries of one subject: each voxel goes to its most
+    likely tissue (of the given ones, or none where their sum is below 1/2), then a Gaussian
+    partial-volume blur of up to ``max_voxels``. Template probability maps average many
+    brains, and images synthesized from them are smoother than any subject's anatomy, which a
+    denoiser trained on them learns as a prior and applies as blur (measured: a sharpness ratio
+    of 0.75 on Colin27)."""
+    stack = np.stack(fractions)
+    label = np.argmax(stack, axis=0)
+    inside = stack.sum(0) >= 0.5
+    width = float(rng.uniform(0.3, max_voxels))
+    out = []
+    for k in range(len(fractions)):
+        hard = ((label == k) & inside).astype(np.float32)
+        out.append(ndimage.gaussian_filter(hard, width).astype(np.float32))
+    return out
+
+
 def synthesize_tissues(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray,
                        rng: np.random.Generator) -> np.ndarray:
     """A T1w-like image from tissue fractions: random tissue intensities (mostly in T1w order,
@@ -119,13 +139,14 @@ def synthesize_tissues(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray,
 
 
 def degrade_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random isotropic blur (probability 0.5, up to 0.7 voxel) and, with probability 0.3, one
-    axis blurred further (thicker slices, up to 1.2 voxel)."""
+    """Random isotropic blur (probability 0.2, up to 0.5 voxel) and, with probability 0.15, one
+    axis blurred further (thicker slices, up to 1 voxel). Rare and mild: every blur teaches
+    the network that anatomy is smooth."""
     sig = np.zeros(3)
-    if rng.random() < 0.5:
-        sig += rng.uniform(0.0, 0.7)
-    if rng.random() < 0.3:
-        sig[int(rng.integers(3))] += rng.uniform(0.3, 1.2)
+    if rng.random() < 0.2:
+        sig += rng.uniform(0.0, 0.5)
+    if rng.random() < 0.15:
+        sig[int(rng.integers(3))] += rng.uniform(0.3, 1.0)
     if not sig.any():
         return image
     return ndimage.gaussian_filter(image, sig).astype(np.float32)
@@ -142,7 +163,10 @@ def draw_clean(sources: list[Source], shape: tuple[int, int, int], rng: np.rando
         channels, mask = random_warp(src, shape, voxel, rng)
         if mask.sum() >= 0.15 * mask.size:
             break
-    image = synthesize_tissues(*channels, rng) if src.kind == "tissues" else channels[0]
+    if src.kind == "tissues":
+        image = synthesize_tissues(*sharpen_fractions(channels, rng), rng)
+    else:
+        image = channels[0]
     image = degrade_resolution(image, rng)
     image = np.clip(image, 0, None)
     image /= max(float(np.percentile(image[mask], 99)), 1e-6) if mask.any() else 1.0
