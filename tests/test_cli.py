@@ -276,3 +276,18 @@ def test_demo_writes_outputs_and_says_what_its_numbers_mean(tmp_path, capsys):
     assert (out / "demo.png").stat().st_size > 10_000
     side = json.loads((out / "denoised.json").read_text())
     assert side["scores"]["Noise2Average"]["psnr"] > side["scores"]["noisy rep 1"]["psnr"]
+
+
+def test_time_left_is_measured_from_the_first_steps(capsys):
+    from noise2average.workflows import TimeLeft
+
+    clock = TimeLeft(100, "n2a denoise", after=3)
+    infer = clock.progress(4, "infer 1/2")
+    infer.update(4)
+    bar = clock.progress(50, "train 1/2")
+    for _ in range(5):
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "training left" in line]
+    assert len(lines) == 1 and "measured from its first 4 steps" in lines[0]

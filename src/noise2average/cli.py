@@ -207,8 +207,10 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="simulate 2 noisy repetitions of the MNI152 template, denoise, score")
     m.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
-    m.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
-    m.add_argument("--crop", type=int, default=112, help="edge of the centred cube denoised (0: whole)")
+    m.add_argument("--steps", type=int, default=60,
+                   help="optimizer steps per iteration (default 60: a demo, not a benchmark)")
+    m.add_argument("--crop", type=int, default=64,
+                   help="edge of the centred cube denoised (default 64; 0: whole)")
     _add_runtime(m)
 
     b = sub.add_parser("benchmark", help="simulate a case (protocol v1), run methods, score them")
