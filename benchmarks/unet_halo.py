@@ -2,7 +2,7 @@
 by halo and block size, with the time of each, on a noisy Colin27 crop (protocol v1).
 
     python benchmarks/unet_halo.py MODEL.safetensors [--crop 128] [--sigma 0.05]
-        [--blocks 64 96] [--halos 0 8 16 24 32] [--threads 1] [--out FILE.json]
+        [--blocks 64 96] [--halos 0 8 16 24 32] [--threads 1] [--precision auto] [--out FILE.json]
 
 A U-Net's receptive field is wider than any practical halo, so block-wise inference differs
 from whole-volume inference near the seams. The error is reported inside the brain mask in the
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, nargs="+", default=[64, 96])
     ap.add_argument("--halos", type=int, nargs="+", default=[0, 8, 16, 24, 32])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", default="auto", help="auto (as n2a denoise), fp32 or bf16")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -50,14 +51,15 @@ def main() -> None:
     reps, _, _ = simulate(img, mask, (1.0, 1.0, 1.0), SimulationConfig(sigma=args.sigma, seed=0))
     norm = Norm.fit(reps[0], mask)
     z = norm.forward(reps[0])[None]
-    policy = resolve_policy("cpu", "fp32", args.threads)
+    policy = resolve_policy("cpu", args.precision, args.threads)
     model, _ = load_model(args.model)
     model = policy.prepare(model).eval()
     big = max(args.halos)
 
     def run(block: int, halo: int) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
-        out = predict_volume(model, z, mask, halo, policy.to_tensor, block=block)
+        out = predict_volume(model, z, mask, halo, policy.to_tensor, block=block,
+                             align=model.config.grid_alignment)
         return out[0] * norm.std, time.perf_counter() - t0
 
     # the reference: one block holding the whole crop, with the largest halo's reflected margin;

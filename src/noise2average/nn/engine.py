@@ -114,7 +114,7 @@ def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, poli
 
     def run(vol: np.ndarray) -> np.ndarray:
         return predict_volume(forward, vol, m, radius, policy.to_tensor, block=block,
-                              progress=progress)
+                              progress=progress, align=model.config.grid_alignment)
 
     m = mask
     res = run(z)

@@ -78,7 +78,7 @@ class ModelConfig:
     levels: int = 4
     res_blocks: int = 1
     bias: bool = False
-    halo: int = 24
+    halo: int = 8
 
     def __post_init__(self) -> None:
         if self.arch not in ("munet", "unet"):
@@ -94,6 +94,12 @@ class ModelConfig:
     def widths(self) -> tuple[int, ...]:
         """U-Net feature channels per scale, finest first."""
         return tuple(self.width * 2 ** level for level in range(self.levels))
+
+    @property
+    def grid_alignment(self) -> int:
+        """The shift (voxels) the network is equivariant to: 1 for the full-resolution MU-Net,
+        2^(levels - 1) for the U-Net (block-wise inference keeps blocks on that lattice)."""
+        return 2 ** (self.levels - 1) if self.arch == "unet" else 1
 
     @property
     def receptive_radius(self) -> int:
@@ -114,7 +120,7 @@ PRESETS: dict[str, ModelConfig] = {
     # multi-scale residual U-Nets (nn/unet.py)
     "unet": ModelConfig(arch="unet", width=24, levels=4, res_blocks=1),
     "unet-wide": ModelConfig(arch="unet", width=32, levels=4, res_blocks=2),
-    "unet-tiny": ModelConfig(arch="unet", width=4, levels=3, res_blocks=1, halo=8),
+    "unet-tiny": ModelConfig(arch="unet", width=4, levels=3, res_blocks=1),
     # diffusion (module docstring): b0 + 6 DWIs by default, see with_channels()
     "dti-paper": ModelConfig(in_channels=7, out_channels=7, width=192, n_blocks=5,
                              batch_norm=True),

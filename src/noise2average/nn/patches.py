@@ -96,8 +96,14 @@ def _ramp(n: int, overlap: int) -> np.ndarray:
 def predict_volume(forward: Callable[[torch.Tensor], torch.Tensor], volume: np.ndarray,
                    mask: np.ndarray, radius: int, to_tensor: Callable[[np.ndarray], torch.Tensor],
                    block: int = 64, overlap: int = 8, out_channels: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> np.ndarray:
+                   progress: Callable[[int], None] | None = None, align: int = 1) -> np.ndarray:
     """Apply ``forward`` block by block to ``volume`` (C, X, Y, Z) over the mask's bounding box.
+
+    ``align`` > 1 is for networks that are shift-equivariant only by multiples of ``align``
+    voxels (a U-Net with stride-2 down-sampling: 2^(levels - 1)): every block's input starts
+    on one lattice of that step, and its length is a multiple of it, so each block is computed
+    in the same sampling phase as a whole-volume pass (measured with the unaligned grid: block
+    and whole-volume outputs differed by 6 % of the noise SD whatever the halo).
 
     Returns (C_out, X, Y, Z) float32, zero outside the bounding box; cores without any mask voxel
     are skipped.
@@ -106,19 +112,26 @@ def predict_volume(forward: Callable[[torch.Tensor], torch.Tensor], volume: np.n
     shape = volume.shape[1:]
     out = np.zeros((c_out,) + shape, np.float32)
     wsum = np.zeros(shape, np.float32)
-    padded = np.pad(volume, ((0, 0),) + ((radius, radius),) * 3, mode="reflect")
-    for core in block_grid(bounding_box(mask), block, overlap):
+    # the extra ``align`` at the end leaves room to round every input up to the lattice
+    padded = np.pad(volume, ((0, 0),) + ((radius, radius + align),) * 3, mode="reflect")
+    box = bounding_box(mask)
+    for core in block_grid(box, block, overlap):
         if not mask[core].any():
             if progress:
                 progress(1)
             continue
-        # core in padded coordinates, grown by the radius on each side
-        src = (slice(None),) + tuple(slice(c.start, c.stop + 2 * radius) for c in core)
+        # the core in padded coordinates, grown by the radius on each side, moved back onto the
+        # lattice and rounded up to whole steps
+        shift = [(c.start - b.start) % align for c, b in zip(core, box)]
+        src = [slice(None)]
+        for c, d in zip(core, shift):
+            n = c.stop - c.start + 2 * radius + d
+            src.append(slice(c.start - d, c.start - d + n + (-n) % align))
         with torch.no_grad():
-            pred = forward(to_tensor(np.ascontiguousarray(padded[src][None])))
+            pred = forward(to_tensor(np.ascontiguousarray(padded[tuple(src)][None])))
         pred = pred.float().cpu().numpy()[0]
-        r = radius
-        pred = pred[(slice(None),) + (slice(r, -r if r else None),) * 3]
+        pred = pred[(slice(None),) + tuple(slice(radius + d, radius + d + c.stop - c.start)
+                                           for c, d in zip(core, shift))]
         w = (_ramp(pred.shape[1], overlap)[:, None, None] * _ramp(pred.shape[2], overlap)[None, :, None]
              * _ramp(pred.shape[3], overlap)[None, None, :])
         out[(slice(None),) + core] += pred * w
