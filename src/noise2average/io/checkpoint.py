@@ -34,7 +34,20 @@ def load_fit(directory: str | os.PathLike) -> tuple[Network, FitState, dict] | N
         return None
     info = json.loads((d / "state.json").read_text())
     model, meta = load_model(d / "model.safetensors")
-    opt = torch.load(d / "optimizer.pt", weights_only=True)
+    opt = _with_first_moments(torch.load(d / "optimizer.pt", weights_only=True))
     state = FitState(step=info["step"], losses=info["losses"], optimizer=opt, rng=info["rng"],
                      seconds=info.get("seconds", 0.0))
     return model, state, meta
+
+
+def _with_first_moments(optimizer: dict | None) -> dict | None:
+    """Adam state as the optimizer loads it. A compact checkpoint (``scripts/pack_resume.py``)
+    keeps only the second moments, in bfloat16: the first moments, an average over
+    about the last ten steps, restart at zero; the optimizer casts the rest back to the
+    parameters' precision when it loads them."""
+    if not optimizer or "state" not in optimizer:
+        return optimizer
+    for entry in optimizer["state"].values():
+        if "exp_avg_sq" in entry and "exp_avg" not in entry:
+            entry["exp_avg"] = torch.zeros_like(entry["exp_avg_sq"], dtype=torch.float32)
+    return optimizer
