@@ -376,3 +376,20 @@ def test_cli_init_pickle_refused(tmp_path, capsys, nifti_case):
     assert rc == 2 and "\n" not in err and "safetensors" in err, err
     assert not (tmp_path / "PWNED").exists()
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_identical_repetitions_and_zero_steps_are_refused(tmp_path, phantom):
+    from noise2average.cli import main
+    from noise2average.config import DenoiseConfig
+    from noise2average.errors import InputError
+
+    reps, _, mask = phantom
+    a = tmp_path / "a.nii.gz"
+    b = tmp_path / "b.nii.gz"
+    for p in (a, b):
+        nib.save(nib.Nifti1Image(reps[0], np.eye(4)), str(p))
+    assert main(["denoise", str(a), str(b), "-o", str(tmp_path / "o.nii.gz"), "--quiet"]) == 2
+    assert not (tmp_path / "o.nii.gz").exists()
+    with pytest.raises(InputError, match="pretrained"):
+        DenoiseConfig(steps=0)
+    DenoiseConfig(method="pretrained", steps=0)  # the pre-trained network alone needs none

@@ -145,6 +145,9 @@ class DenoiseConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0:
             raise InputError(f"steps must be >= 0, got {self.steps}")
+        if self.steps == 0 and self.method in ("n2a-aligned", "n2a", "n2n", "supervised"):
+            raise InputError(f"method {self.method} with 0 steps would only apply the "
+                             "pre-trained network; use --method pretrained for that")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.sampling not in ("mask", "blocks"):

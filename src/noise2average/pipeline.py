@@ -94,6 +94,11 @@ def validate_inputs(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list
             raise InputError(f"repetition {i + 1} has shape {a.shape}, repetition 1 {shape}")
         if not np.isfinite(a).all():
             raise InputError(f"repetition {i + 1} contains NaN or Inf")
+    for i in range(len(arrays)):
+        for j in range(i):
+            if np.array_equal(arrays[i], arrays[j]):
+                raise InputError(f"repetitions {j + 1} and {i + 1} are identical (the same "
+                                 "file twice?): their noise differs in real repetitions")
     if mask is not None:
         if mask.shape != shape[:3]:
             raise InputError(f"mask shape {mask.shape} differs from the images' {shape[:3]}")
