@@ -393,3 +393,15 @@ def test_identical_repetitions_and_zero_steps_are_refused(tmp_path, phantom):
     with pytest.raises(InputError, match="pretrained"):
         DenoiseConfig(steps=0)
     DenoiseConfig(method="pretrained", steps=0)  # the pre-trained network alone needs none
+
+
+def test_auto_mask_keeps_the_outer_slices_of_a_head_that_fills_the_field_of_view():
+    """An EPI slab: the head fills the first and last slices; none of them may be dropped."""
+    from noise2average.arrays.masking import auto_mask
+
+    rng = np.random.default_rng(0)
+    img = np.abs(rng.normal(0, 0.05, (48, 40, 12))).astype(np.float32)
+    img[8:40, 6:34, :] += 1.0  # through every slice
+    mask = auto_mask(img)
+    assert mask[8:40, 6:34, 0].mean() > 0.95 and mask[8:40, 6:34, -1].mean() > 0.95
+    assert not mask[:4].any()

@@ -22,7 +22,9 @@ def auto_mask(image: np.ndarray) -> np.ndarray:
         sizes = ndimage.sum(fg, labels, index=np.arange(1, n + 1))
         keep = np.flatnonzero(sizes >= 0.05 * sizes.max()) + 1
         fg = np.isin(labels, keep)
-    fg = ndimage.binary_closing(fg, iterations=2)
+    # closed with the faces' own values beyond the volume: closing erodes from a border of 0,
+    # which would drop the outer two slices of a head that fills the field of view (an EPI)
+    fg = ndimage.binary_closing(np.pad(fg, 2, mode="edge"), iterations=2)[2:-2, 2:-2, 2:-2]
     return ndimage.binary_fill_holes(fg)
 
 
