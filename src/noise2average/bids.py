@@ -474,7 +474,8 @@ def _config_changes(args: argparse.Namespace) -> dict:
     if args.method == "supervised":
         raise InputError("--method supervised needs a clean reference per group; n2a bids does "
                          "not take one (use n2a denoise --reference)")
-    if args.init not in ("pretrained", "scratch") and not Path(args.init).is_file():
+    if (args.init not in ("pretrained", "pretrained-munet", "scratch")
+            and not Path(args.init).is_file()):
         raise InputError(f"--init {args.init}: no such model file")
     return changes
 

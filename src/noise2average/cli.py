@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--patch", type=int, default=None, help="training patch edge (voxels)")
     d.add_argument("--batch", type=int, default=None, help="patches per optimizer step")
     d.add_argument("--init", default="pretrained",
-                   help="pretrained (the shipped model), scratch, or a .safetensors PATH")
+                   help="pretrained (the shipped U-Net), pretrained-munet (the shipped MU-Net), "
+                        "scratch, or a .safetensors PATH")
     d.add_argument("--preset", default=None, help="architecture for --init scratch: cpu, paper, tiny")
     d.add_argument("--continue-weights", action="store_true",
                    help="start each iteration from the previous one's weights (default: restart "
@@ -257,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
     bp.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
     bp.add_argument("--lr", type=float, default=None, help="learning rate")
-    bp.add_argument("--init", default="pretrained", help="pretrained, scratch or a .safetensors PATH")
+    bp.add_argument("--init", default="pretrained",
+                    help="pretrained, pretrained-munet, scratch or a .safetensors PATH")
     bp.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
     _add_runtime(bp)
 

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import InputError
 
+#: ``init`` values naming a shipped T1w model (``io.weights.PACKAGED``): the default U-Net and
+#: the MU-Net it replaced
+PACKAGED_INITS = {"pretrained": "t1w", "pretrained-munet": "t1w-munet"}
 LEARNED_METHODS = ("n2a-aligned", "n2a", "n2n", "supervised", "pretrained")
 CLASSICAL_METHODS = ("average", "bm4d", "aonlm", "nlmeans")
 DWI_METHODS = ("mppca", "dwidenoise", "patch2self")  # 4D diffusion series only
@@ -42,9 +45,10 @@ class DenoiseConfig:
     restart
         Start every iteration from the initial weights (reference code) instead of continuing.
     init
-        ``pretrained`` (shipped model), ``scratch`` (random weights of ``preset``) or a path.
+        ``pretrained`` (the shipped U-Net), ``pretrained-munet`` (the shipped MU-Net),
+        ``scratch`` (random weights of ``preset``) or a path.
     preset
-        Architecture for ``init='scratch'`` (``cpu``, ``paper``, ``tiny``).
+        Architecture for ``init='scratch'`` (``unet``, ``cpu``, ``paper``, ``tiny``, ...).
     sampling
         ``mask``: patch centres drawn among mask voxels; ``blocks``: the reference code's
         overlapping blocks (stride half a patch) of the mask's bounding box.

@@ -17,7 +17,7 @@ from .arrays.channels import broadcast_mask, channels_first, channels_last
 from .arrays.masking import auto_mask, holdout_slab
 from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
-from .config import CLASSICAL_METHODS, DWI_METHODS, DenoiseConfig
+from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
 
 ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-like
@@ -113,8 +113,8 @@ def _initial_model(config: DenoiseConfig, init_model=None):
 
     if init_model is not None:
         return init_model
-    if config.init == "pretrained":
-        model, _ = load_packaged("t1w")
+    if config.init in PACKAGED_INITS:
+        model, _ = load_packaged(PACKAGED_INITS[config.init])
         return model
     if config.init == "scratch":
         return build_model(config.preset)

@@ -232,7 +232,10 @@ def _model_identity(config) -> dict:
 
     if config.init == "scratch":
         return {"init": "scratch", "preset": config.preset}
-    path = packaged_path("t1w") if config.init == "pretrained" else Path(config.init)
+    from .config import PACKAGED_INITS
+
+    path = (packaged_path(PACKAGED_INITS[config.init]) if config.init in PACKAGED_INITS
+            else Path(config.init))
     return {"init": config.init, "file": path.name, "sha256": sha256(path)}
 
 
@@ -317,7 +320,8 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         nifti.check_same_grid([like, ref_img], [reps_paths[0], Path(reference)],
                               [arrays[0].shape, ref_arr.shape])
         inputs.append(Path(reference))
-    if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
+    if (config.init not in ("pretrained", "pretrained-munet", "scratch")
+            and not Path(config.init).is_file()):
         raise InputError(f"--init {config.init}: no such model file")
     if save_reps and config.method not in LEARNED_METHODS:
         raise InputError(f"--save-reps: method {config.method!r} denoises the average only")

@@ -17,7 +17,8 @@ from ..provenance import file_sha256 as sha256
 from .atomic import atomic_path
 
 #: Packaged models: name -> file in ``noise2average/weights`` (and its SHA-256 in manifest.json).
-PACKAGED = {"t1w": "t1w-cpu.safetensors", "dwi": "dwi-cpu.safetensors"}
+PACKAGED = {"t1w": "t1w-unet.safetensors", "t1w-munet": "t1w-cpu.safetensors",
+            "dwi": "dwi-cpu.safetensors"}
 
 
 def save_model(path: str | os.PathLike, model: Network, metadata: dict | None = None) -> None:

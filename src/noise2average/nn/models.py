@@ -78,7 +78,7 @@ class ModelConfig:
     levels: int = 4
     res_blocks: int = 1
     bias: bool = False
-    halo: int = 8
+    halo: int = 16
 
     def __post_init__(self) -> None:
         if self.arch not in ("munet", "unet"):
