@@ -6,8 +6,9 @@ contrast, texture and blur (:class:`DomainRandomizedSampler`, :mod:`noise2averag
 Every ``refresh`` steps a fresh noisy volume is drawn: a clean volume, a random contrast
 (gamma) and smooth bias field, a noise level log-uniform in ``sigma_range`` (1.0 = 99th
 percentile in the brain), a g-factor-shaped noise map (probability 0.7) and spatially correlated
-noise (probability 0.5), Rician magnitude or, with probability ``multicoil``, non-central chi. The normalization statistics are jittered (mean
-+-0.3 SD, SD x exp(+-0.3)) so the network does not rely on the exact mask a user gives: a head
+noise (probability 0.5), Rician magnitude or, with probability ``multicoil``, non-central
+chi. The normalization statistics are jittered (mean +-0.3 SD, SD x exp(+-0.3)) so the
+network does not rely on the exact mask a user gives: a head
 mask, a brain mask or a crop shift the statistics, and a network trained on one fixed
 normalization misreads the others (measured: -2 dB on a Colin27 crop). The network learns the residual from the noisy image
 to the clean one in the noisy image's own mask normalization: the same pairs that fine-tuning
@@ -45,7 +46,9 @@ class PretrainConfig:
     seed: int = 0
     #: edge of the randomized clean cube drawn at each refresh (domain-randomized data)
     crop: int = 72
-    #: probability of multi-coil (non-central chi, 2-4 coils) instead of Rician noise
+    #: probability of multi-coil (non-central chi, 2-4 coils) instead of Rician noise; from a
+    #: patch the network cannot tell the coil count, and 0.3 taught a U-Net a -0.01
+    #: brightness bias on Rician data (docs/benchmarks.md), hence 0 by default
     multicoil: float = 0.0
     #: normalization jitter: mean +- this many SDs, SD x exp(+- this)
     norm_jitter: float = 0.3
