@@ -1,8 +1,9 @@
 """Patch sampling for training and blended block-wise inference.
 
 Inference walks the mask's bounding box in cores of ``block`` voxels; each core is predicted
-from an input grown by the network's receptive radius, so the result does not depend on the
-block size, and neighbouring cores overlap by ``overlap`` voxels blended with linear ramps.
+from an input grown by the network's receptive radius (the U-Net's measured halo), so the
+result does not depend on the block size (exactly for the MU-Net, up to the halo's seam error
+for the U-Net), and neighbouring cores overlap by ``overlap`` voxels blended with linear ramps.
 Peak memory is set by the block, not by the volume.
 """
 

@@ -7,7 +7,7 @@ the encoder's features of the same scale and mixes them with a 1x1x1 convolution
 the residual (clean - noisy), as for the MU-Net.
 
 Why this shape: at 1 mm a brain's structures span tens of voxels, and a denoiser that sees a
-wide neighbourhood (here over 100 voxels at four levels) can average along them, where the
+wide neighbourhood (about 100 voxels across at four levels) can average along them, where the
 MU-Net's 21-voxel field cannot; most of the computation runs at the coarse scales, so the cost
 per voxel stays below the MU-Net's. Layers are bias-free by default: a bias-free ReLU network
 is positively homogeneous (scaling the input scales the output), which is what lets
@@ -17,7 +17,9 @@ Any input shape works: the model pads the input by replication up to a multiple 
 2^(levels - 1) and crops the output back. The receptive field is larger than any practical
 inference halo, so block-wise inference (``nn.patches.predict_volume``) is not exactly
 whole-volume inference; ``halo`` is the margin chosen by measuring the seam error
-(``benchmarks/unet_halo.py``).
+(``benchmarks/unet_halo.py``). The stride-2 layers make the network shift-equivariant only by
+multiples of 2^(levels - 1) voxels, so blocks are kept on that lattice
+(``ModelConfig.grid_alignment``).
 """
 
 from __future__ import annotations
