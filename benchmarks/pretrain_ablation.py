@@ -16,8 +16,6 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -34,38 +32,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    import nibabel as nib
     import torch
 
-    from noise2average.arrays.masking import centred_cube
-    from noise2average.arrays.metrics import psnr
-    from noise2average.arrays.normalize import Norm
-    from noise2average.arrays.simulate import SimulationConfig, simulate
     from noise2average.io.pretrain_sources import pretrain_sources
-    from noise2average.io.templates import colin27_paths, mni152
+    from noise2average.io.templates import mni152
     from noise2average.nn.device import resolve_policy
-    from noise2average.nn.engine import denoise_volume
     from noise2average.nn.models import build_model
     from noise2average.pretrain import PretrainConfig, pretrain
+    from pretrain_probe import colin27_case, probe  # benchmarks/ is this script's folder
 
     policy = resolve_policy("cpu", "auto", args.threads)
-    ref_path, mask_path = colin27_paths()
-    img = np.asarray(nib.load(str(ref_path)).dataobj, np.float32)
-    mask = np.asarray(nib.load(str(mask_path)).dataobj) > 0
-    sl = centred_cube(mask, 64)
-    img, mask = img[sl], mask[sl]
-    reps, ref, _ = simulate(img, mask, (1.0, 1.0, 1.0), SimulationConfig(sigma=0.05, seed=0))
-    norm = Norm.fit(reps[0], mask)
-
-    def grad(a):
-        return float(np.mean(np.linalg.norm(np.gradient(a), axis=0)[mask]))
-
-    def probe(model) -> tuple[float, float]:
-        out = denoise_volume(model, norm.forward(reps[0])[None], mask, policy,
-                             model.config.receptive_radius, 160, 0)
-        out = norm.inverse(out[0])
-        model.train()
-        return round(psnr(out, ref, mask), 2), round(grad(out) / grad(ref), 3)
+    case = colin27_case(64, 0.05)
 
     torch.manual_seed(0)
     model = policy.prepare(build_model(args.preset))
@@ -78,7 +55,10 @@ def main() -> None:
 
     def on_step(state) -> None:
         if state.step % args.every == 0:
-            rows.append({"step": state.step, **dict(zip(("psnr", "sharpness"), probe(model)))})
+            scores = probe(model, case, policy)
+            model.train()  # the probe put it in eval mode
+            rows.append({"step": state.step, "psnr": scores["psnr"],
+                         "sharpness": scores["sharpness"]})
 
     t0 = time.perf_counter()
     pretrain(model, [t1], [t1_mask], cfg, policy, sources=sources, on_step=on_step)

@@ -16,6 +16,49 @@ import json
 import numpy as np
 
 
+def probe_case(image: np.ndarray, mask: np.ndarray, crop: int = 64, sigma: float = 0.05):
+    """A centred ``crop`` of ``image`` with one protocol-v1 noisy repetition simulated on it:
+    (noisy rep 1, scaled reference, mask)."""
+    from noise2average.arrays.masking import centred_cube
+    from noise2average.arrays.simulate import SimulationConfig, simulate
+
+    sl = centred_cube(mask, crop)
+    image, mask = image[sl], mask[sl]
+    reps, ref, _ = simulate(image, mask, (1.0, 1.0, 1.0), SimulationConfig(sigma=sigma, seed=0))
+    return reps[0], ref, mask
+
+
+def colin27_case(crop: int = 64, sigma: float = 0.05):
+    """:func:`probe_case` on Colin27 (Debian mricron-data)."""
+    import nibabel as nib
+
+    from noise2average.io.templates import colin27_paths
+
+    ref_path, mask_path = colin27_paths()
+    return probe_case(np.asarray(nib.load(str(ref_path)).dataobj, np.float32),
+                      np.asarray(nib.load(str(mask_path)).dataobj) > 0, crop, sigma)
+
+
+def probe(model, case, policy) -> dict:
+    """PSNR, mean error and sharpness ratio of ``model``'s denoised rep 1 (no fine-tuning)."""
+    from noise2average.arrays.metrics import psnr
+    from noise2average.arrays.normalize import Norm
+    from noise2average.nn.engine import denoise_volume
+
+    noisy, ref, mask = case
+    norm = Norm.fit(noisy, mask)
+    out = denoise_volume(model, norm.forward(noisy)[None], mask, policy,
+                         model.config.receptive_radius, 160, 0)
+    out = norm.inverse(out[0])
+
+    def grad(a):
+        return float(np.mean(np.linalg.norm(np.gradient(a), axis=0)[mask]))
+
+    return {"psnr": round(psnr(out, ref, mask), 2), "noisy_psnr": round(psnr(noisy, ref, mask), 2),
+            "bias": round(float((out - ref)[mask].mean()), 4),
+            "sharpness": round(grad(out) / grad(ref), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
@@ -24,42 +67,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    import nibabel as nib
-
-    from noise2average.arrays.masking import centred_cube
-    from noise2average.arrays.metrics import psnr
-    from noise2average.arrays.normalize import Norm
-    from noise2average.arrays.simulate import SimulationConfig, simulate
-    from noise2average.io.templates import colin27_paths, mni152
+    from noise2average.io.templates import mni152
     from noise2average.io.weights import load_model
     from noise2average.nn.device import resolve_policy
-    from noise2average.nn.engine import denoise_volume
 
     policy = resolve_policy("cpu", "auto", args.threads)
-    ref_path, mask_path = colin27_paths()
-    colin = (np.asarray(nib.load(str(ref_path)).dataobj, np.float32),
-             np.asarray(nib.load(str(mask_path)).dataobj) > 0)
     t1, mask, _ = mni152()
-    for name, (img, msk) in {"colin27": colin, "mni152": (t1, mask)}.items():
-        sl = centred_cube(msk, args.crop)
-        img, msk = img[sl], msk[sl]
-        reps, ref, _ = simulate(img, msk, (1.0, 1.0, 1.0),
-                                SimulationConfig(sigma=args.sigma, seed=0))
-        norm = Norm.fit(reps[0], msk)
-
-        def grad(a):
-            return float(np.mean(np.linalg.norm(np.gradient(a), axis=0)[msk]))
-
+    cases = {"colin27": colin27_case(args.crop, args.sigma),
+             "mni152": probe_case(t1, mask, args.crop, args.sigma)}
+    for name, case in cases.items():
         for path in args.models:
             model = policy.prepare(load_model(path)[0])
-            z = norm.forward(reps[0])[None]
-            out = denoise_volume(model, z, msk, policy, model.config.receptive_radius, 160, 0)
-            out = norm.inverse(out[0])
-            print(json.dumps({"image": name, "model": path,
-                              "psnr": round(psnr(out, ref, msk), 2),
-                              "noisy_psnr": round(psnr(reps[0], ref, msk), 2),
-                              "bias": round(float((out - ref)[msk].mean()), 4),
-                              "sharpness": round(grad(out) / grad(ref), 3)}), flush=True)
+            print(json.dumps({"image": name, "model": path, **probe(model, case, policy)}),
+                  flush=True)
 
 
 if __name__ == "__main__":
