@@ -32,8 +32,8 @@ class Frames:
 
     def to_frame(self, image: np.ndarray, k: int, j: int) -> np.ndarray:
         """Image of rep k resampled into rep j's frame (channels-last 4D: every channel)."""
-        if k == j:
-            return image
+        if k == j or np.allclose(self.pull(k, j), np.eye(4), rtol=0, atol=1e-12):
+            return image  # unregistered repetitions: no resampling (a spline pass blurs edges)
         if image.ndim == 4:  # a diffusion group: one motion for all its channels
             return np.stack([apply_rigid(image[..., c], self.pull(k, j))
                              for c in range(image.shape[3])], axis=3)

@@ -122,8 +122,10 @@ def predict_volume(forward: Callable[[torch.Tensor], torch.Tensor], volume: np.n
                 progress(1)
             continue
         # the core in padded coordinates, grown by the radius on each side, moved back onto the
-        # lattice and rounded up to whole steps
-        shift = [(c.start - b.start) % align for c, b in zip(core, box)]
+        # lattice and rounded up to whole steps. The lattice is the volume's own (anchored at
+        # voxel 0, not at the mask's box), so that passes over different regions of one volume
+        # (the held-out slab, the whole mask, the mask and its blending rim) agree voxel by voxel
+        shift = [c.start % align for c in core]
         src = [slice(None)]
         for c, d in zip(core, shift):
             n = c.stop - c.start + 2 * radius + d
