@@ -117,7 +117,7 @@ def test_noise2average_on_a_diffusion_group_beats_the_average(dwi_case):
     mask = ph.brain_mask
     avg = np.mean(reps, axis=0)
     cfg = DenoiseConfig(method="n2a", steps=6, iterations=1, threads=1, patch_size=16,
-                        block_size=32, flip=False)
+                        block_size=32, flip=False, outside="zero")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)  # the shipped diffusion model
     assert res.output.shape == reps[0].shape and res.output.dtype == np.float32
     assert len(res.plan.groups) == 1 and len(res.denoised) == 2

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from noise2average.arrays.metrics import psnr
 from noise2average.config import DenoiseConfig
@@ -76,7 +77,9 @@ def test_bf16_is_only_automatic_where_the_cpu_has_it():
 
 
 def test_noise2average_beats_the_average(phantom):
-    reps, ref, mask = phantom
+    reps, ref, brain = phantom
+    mask = brain.copy()
+    mask[:, :, :8] = False  # the crop is all brain: leave a slab outside the mask
     avg = np.mean(reps, axis=0)
     cfg = DenoiseConfig(steps=15, iterations=2, threads=1, block_size=48)
     res = denoise(reps, mask, cfg)
@@ -85,7 +88,44 @@ def test_noise2average_beats_the_average(phantom):
     assert len(res.history) == 2 and len(res.denoised) == 2
     assert len(res.iterations) == 2 - ("inferred_on" in res.history[-1])
     assert psnr(res.output, ref, mask) > psnr(avg, ref, mask) + 3.0
-    assert np.all(res.output[~mask] == 0)
+    # the field of view survives (``blend``): far from the mask the output is the average of
+    # the registered repetitions, which differs from the plain one by the resampling only
+    far, plain = res.output[:, :, :2].ravel(), avg[:, :, :2].ravel()
+    assert np.corrcoef(far, plain)[0, 1] > 0.95 and abs(far.mean() / plain.mean() - 1) < 0.01
+
+
+def test_blend_weights_ramp_from_the_mask_edge():
+    from noise2average.arrays.masking import blend_weights
+
+    mask = np.zeros((9, 9, 9), bool)
+    mask[:4] = True
+    w = blend_weights(mask, width=3)
+    assert np.all(w[:4] == 1) and np.all(w[7:] == 0)
+    np.testing.assert_allclose(w[4:7, 4, 4], [0.75, 0.5, 0.25])
+    assert np.array_equal(blend_weights(mask, width=0), mask.astype(np.float32))
+
+
+def test_outside_blend_fades_the_result_into_the_plain_average(mni_crop):
+    from noise2average.arrays.masking import BLEND_WIDTH
+    from noise2average.arrays.simulate import SimulationConfig, simulate
+
+    t1, head = mni_crop
+    reps, _, _ = simulate(t1, head, (1.0, 1.0, 1.0), SimulationConfig(sigma=0.05, seed=3))
+    mask = ndimage.binary_erosion(head, iterations=4)  # a tight mask inside the head
+    kw = dict(method="pretrained", output_from="average", threads=1, block_size=48,
+              precision="fp32")
+    blend = denoise(reps, mask, DenoiseConfig(**kw)).output
+    zero = denoise(reps, mask, DenoiseConfig(outside="zero", **kw)).output
+    mean = np.mean(reps, axis=0)
+    distance = ndimage.distance_transform_edt(~mask)
+    # the same network pass inside; its box grows by the rim, which the U-Net barely sees
+    np.testing.assert_allclose(blend[mask], zero[mask], atol=2e-3 * mean[mask].max())
+    far = distance >= BLEND_WIDTH + 1
+    np.testing.assert_allclose(blend[far], mean[far], rtol=1e-6)
+    # the step from denoised to noisy shrinks with the distance from the mask
+    change = [np.abs(blend - mean)[(distance == d) & head].mean() for d in (1, 2, 3)]
+    assert change[0] > change[1] > change[2] > 0, change
+    assert np.all(zero[~mask] == 0)
 
 
 def test_three_repetitions_and_noise2noise(mni_crop):

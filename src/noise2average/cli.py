@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("denoise", help="denoise co-registered repetitions of one subject")
     d.add_argument("reps", nargs="+", metavar="REP",
-                   help="2 or more co-registered NIfTI repetitions (or see --register)")
+                   help="2 or more co-registered NIfTI repetitions, or one 4D file whose "
+                        "volumes are the repetitions (or see --register)")
     d.add_argument("-o", "--output", required=True, help="denoised average (NIfTI)")
     d.add_argument("--mask", help="brain mask (NIfTI); default: a head mask from the average")
     d.add_argument("--register", action="store_true",
@@ -69,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                         "reference code's overlapping blocks of the brain bounding box")
     d.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
     d.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation/TTA")
-    d.add_argument("--outside", choices=["zero", "average"], default=None,
-                   help="voxels outside the mask: zero (default, as the paper) or the plain average")
+    d.add_argument("--outside", choices=["blend", "average", "zero"], default=None,
+                   help="voxels outside the mask: the plain average with the result faded into "
+                        "it at the edge (blend, default), the plain average, or zero (as the paper)")
     d.add_argument("--save-reps", action="store_true", help="also write each denoised repetition")
     d.add_argument("--save-iterations", action="store_true",
                    help="also write each iteration's result (the last one is then inferred on "

@@ -66,7 +66,12 @@ class DenoiseConfig:
         Voxel size in mm (the file layer reads it from the header); the re-registration of
         ``align='register'`` is rigid in mm, not in voxels.
     outside
-        Voxels outside the mask: ``zero`` (as the paper) or ``average`` (plain average kept).
+        Voxels outside the mask: ``blend`` (the default: the plain average, with the denoised
+        result fading into it over ``arrays.masking.BLEND_WIDTH`` voxels past the mask edge,
+        so that the whole field of view survives without a step at the edge; the fade needs the
+        network's pass on the average, ``output_from='average'``, and is a plain switch
+        otherwise), ``average`` (the plain average, switched at the edge) or ``zero`` (as the
+        paper). The averages are in rep 1's frame where the repetitions are registered.
     align
         ``auto`` (``register`` for ``n2a-aligned``, else ``none``); ``none``: average the
         repetitions as they are (the paper); ``register``: learned
@@ -126,7 +131,7 @@ class DenoiseConfig:
     flip: bool = True
     lr_axis: int = 0
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    outside: str = "zero"
+    outside: str = "blend"
     align: str = "auto"
     target: str = "average"
     first_target: str = "average"
@@ -156,8 +161,9 @@ class DenoiseConfig:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.sampling not in ("mask", "blocks"):
             raise InputError(f"sampling must be 'mask' or 'blocks', got {self.sampling!r}")
-        if self.outside not in ("zero", "average"):
-            raise InputError(f"outside must be 'zero' or 'average', got {self.outside!r}")
+        if self.outside not in ("blend", "average", "zero"):
+            raise InputError(f"outside must be 'blend', 'average' or 'zero', got "
+                             f"{self.outside!r}")
         for name, allowed in (("schedule", ("constant", "cosine")),
                               ("align", ("auto", "none", "register")), ("target", ("average", "others")),
                               ("first_target", ("average", "others")),

@@ -309,7 +309,7 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
         from .methods import DIFFUSION
 
         out = DIFFUSION[config.method](reps, mask, sigma, bvals=bvals)
-        keep = average if config.outside == "average" else 0
+        keep = 0 if config.outside == "zero" else average
         out = np.where(mask[..., None], out, keep).astype(np.float32)
         return DwiResult(out, list(reps), mask, sigma, nmap, plan, config=config,
                          compute="cpu")

@@ -14,7 +14,7 @@ from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics
                                matched_gains, uncertainty_map)
 from .arrays.frames import Frames
 from .arrays.channels import broadcast_mask, channels_first, channels_last
-from .arrays.masking import auto_mask, holdout_slab
+from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
 from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
@@ -148,6 +148,17 @@ def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish
     return current, targets, diagnostics, uncertainty_map(grid[0], mask)
 
 
+def _register(frames: Frames, images, mask: np.ndarray) -> None:
+    """``frames.update`` with an error line that names the step and the options around it:
+    the registration runs by default (``n2a-aligned``), so a user may not know it exists."""
+    try:
+        frames.update(images, mask)
+    except InputError as exc:
+        raise InputError(f"the sub-voxel registration of the repetitions (align=register, the "
+                         f"default of n2a-aligned) failed: {exc}; give a larger mask (--mask), "
+                         "or --align none if the repetitions are already aligned") from exc
+
+
 def _others(denoised, frames: Frames):
     """Every denoised repetition in every repetition's frame (``grid[j][k]``: rep k in rep j's
     frame), and for each j the mean of the other ones there."""
@@ -217,17 +228,24 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
     sigma = estimate_sigma(reps, mask)
     nmap = noise_map(reps, mask)
 
-    def finish(img: np.ndarray) -> np.ndarray:
-        out = np.where(broadcast_mask(mask, img), img,
-                       average if config.outside == "average" else 0)
-        return out.astype(np.float32)
+    def finish(img: np.ndarray, outside: np.ndarray | None = None,
+               valid: np.ndarray | None = None) -> np.ndarray:
+        """``img`` inside the mask; outside it 0 (``zero``) or the plain average (``outside``,
+        default the mean as given). With ``blend``, ``img`` fades into that average over the
+        voxels of ``valid`` next to the mask, where ``img`` holds a network output too."""
+        if config.outside == "zero":
+            return np.where(broadcast_mask(mask, img), img, 0).astype(np.float32)
+        keep = average if outside is None else outside
+        if config.outside == "blend" and valid is not None:
+            return blend_outside(img, keep, np.where(valid, blend_weights(mask), 0))
+        return np.where(broadcast_mask(mask, img), img, keep).astype(np.float32)
 
     if config.method in CLASSICAL_METHODS:
         from .methods import CLASSICAL
 
         if config.registers:
             frames = Frames(len(reps), zooms=config.voxel_size)
-            frames.update(reps, mask)
+            _register(frames, reps, mask)
             reps = [frames.to_frame(r, k, 0) for k, r in enumerate(reps)]
         out = finish(CLASSICAL[config.method](reps, mask, sigma))
         return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config,
@@ -317,7 +335,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         # repetitions register well enough with a whole brain's voxels, and a misaligned target
         # would teach iteration 1 the misalignment's blur. The denoised ones refine these frames.
         t0 = time.perf_counter()
-        frames.update(reps, mask)
+        _register(frames, reps, mask)
         if steps > 0 and not first_others:
             _, targets, _, _ = _combine(reps, reps, frames, mask, config, finish)
         first_rec.update({"target_frames": frames.to_list(),
@@ -410,7 +428,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             # best iteration and the checkpoint as they would be without it
             own = frames if wins else copy.deepcopy(frames)
             if config.registers:
-                own.update(denoised, mask)
+                _register(own, denoised, mask)
                 rec["frames"] = own.to_list()
                 rec["frame_shift_voxels"] = [round(v, 4) for v in own.shifts(mask)]
             current, targets, diagnostics, uncertainty = _combine(
@@ -447,7 +465,7 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
             model.load_state_dict(base_state)
             denoised = infer(model, mask)
             if config.registers:  # the frames of the result, recorded with iteration 0's score
-                frames.update(denoised, mask)
+                _register(frames, denoised, mask)
                 history[0]["pretrained_frames"] = frames.to_list()
                 history[0]["pretrained_frame_shift_voxels"] = [
                     round(v, 4) for v in frames.shifts(mask)]
@@ -460,7 +478,10 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         model.load_state_dict(weights[selected])
         mean_in = np.mean([frames.to_frame(r, k, 0) for k, r in enumerate(reps)], axis=0)
         mean_in = mean_in.astype(np.float32)
-        current = finish(apply(model, mean_in, Norm.fit(mean_in, mask), mask, flip_axis))
+        # with ``blend`` the network also runs on the rim it fades over
+        valid = blend_weights(mask) > 0 if config.outside == "blend" else mask
+        current = finish(apply(model, mean_in, Norm.fit(mean_in, mask), valid, flip_axis),
+                         mean_in, valid)
         output_from = "average"
         history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
     return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,

@@ -348,7 +348,9 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     if register:  # rigid, in world space, onto rep 1's grid (see noise2average.coregister)
         from .coregister import register_repetitions
 
-        affines = [like.affine] + [nifti.load_image(p).affine for p in reps_paths[1:]]
+        # one 4D file: its volumes share the file's affine
+        affines = [like.affine] + [nifti.load_image(p).affine for p in reps_paths[1:]] \
+            if len(reps_paths) > 1 else [like.affine] * len(arrays)
         arrays, registration = register_repetitions(arrays, affines, mask_arr, quiet=quiet,
                                                     names=[str(p) for p in reps_paths])
     plan = config.steps * (config.iterations if config.strategy == "n2a" else 1)
@@ -375,6 +377,8 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
     record["snr_estimate"] = _snr_estimate(arrays, result, config)
+    record["warnings"] = _run_warnings(arrays, result, config, record["snr_estimate"],
+                                       automatic_mask=mask_arr is None)
     if "report" in files:  # first: a failure here leaves the checkpoint, so --resume works
         _write_report(files["report"], arrays, result, like, record, out)
     images = {"output": result.output, "noise-map": result.noise_map,
@@ -393,9 +397,44 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
                              "outputs": {r: str(p) for r, p in files.items()}})
     ckpt.remove()  # the outputs are complete: the checkpoint has served
     if not quiet:
-        print(f"n2a denoise: wrote {out} ({record['wall_seconds']:.0f} s, {result.compute})",
-              file=sys.stderr)
+        print(run_summary(out, record, result.mask, files.get("report")), file=sys.stderr)
     return result
+
+
+def _run_warnings(arrays, result, config, snr: dict, automatic_mask: bool) -> list[str]:
+    """:func:`noise2average.arrays.qc.run_warnings` for a T1w run."""
+    from .arrays.qc import run_warnings
+    from .config import LEARNED_METHODS, PACKAGED_INITS
+
+    average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
+    t1w = config.method in LEARNED_METHODS and config.init in PACKAGED_INITS
+    return run_warnings(arrays, average, result.mask, result.sigma, snr, config.voxel_size,
+                        t1w_network=t1w, automatic_mask=automatic_mask)
+
+
+def run_summary(out: Path, record: dict, mask: np.ndarray, report: Path | None) -> str:
+    """What a finished run tells the terminal: the output, the time, what the result is,
+    the estimated gain over the plain average, the mask, the report, and any warnings."""
+    from .arrays.qc import snr_gain
+
+    lines = [f"n2a denoise: wrote {out} in {record['wall_seconds']:.0f} s ({record['compute']})"]
+    kept = record.get("selected_iteration")
+    n_iter = len(record.get("history") or [])
+    if record.get("model") is not None:
+        what = ("the pre-trained network (fine-tuning did not improve it on the held-out slab)"
+                if kept == 0 else f"iteration {kept} of {n_iter}")
+        if record.get("output_from") == "average":
+            what += ", applied to the average of the repetitions"
+        lines.append(f"  result:  {what}")
+    gain = snr_gain(record.get("snr_estimate") or {})
+    if gain is not None:
+        lines.append(f"  gain:    estimated SNR x{gain:.2f} over the plain average")
+    lines.append(f"  mask:    {record['mask']} ({int(np.count_nonzero(mask))} voxels)")
+    if report is not None:
+        lines.append(f"  report:  {report}")
+    warnings = record.get("warnings") or []
+    lines += [f"  warning: {w}" for w in warnings]
+    return "\n".join(lines)
 
 
 def _snr_estimate(arrays, result, config) -> dict:
@@ -440,6 +479,7 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
                  uncertainty=getattr(result, "uncertainty", None), mask=result.mask,
                  affine=like.affine, sigma=result.sigma, history=history,
                  snr=record["snr_estimate"], config=record["config"],
+                 warnings=record["warnings"],
                  environment=record["environment"], timings=timings, details=details,
                  title=f"noise2average QC report: {out.name}")
 

@@ -91,6 +91,8 @@ def load_repetitions(paths: list[Path], ndim: int = 3, *, needs: str = "Noise2Av
     """Two or more distinct repetitions (``load_volume`` each); ``same_grid`` also requires one
     voxel grid. ``needs`` names what needs the repetitions in the error line."""
     paths = [Path(p) for p in paths]
+    if len(paths) == 1 and ndim == 3:
+        return split_series(paths[0], needs)
     if len(paths) < 2:
         raise InputError(f"{needs} needs at least 2 repetitions, got {len(paths)}")
     if len({p.resolve() for p in paths}) != len(paths):
@@ -103,6 +105,23 @@ def load_repetitions(paths: list[Path], ndim: int = 3, *, needs: str = "Noise2Av
     if same_grid:
         check_same_grid(imgs, paths, [a.shape for a in arrays])
     return arrays, imgs
+
+
+def split_series(path: Path, needs: str = "Noise2Average"
+                 ) -> tuple[list[np.ndarray], list[nib.Nifti1Image]]:
+    """The volumes of one 4D file as repetitions (a repeated EPI or an fMRI-like series on one
+    grid), each with a 3D image of the file's geometry."""
+    img = load_image(path)
+    if len(img.shape) != 4 or img.shape[3] < 2:
+        raise InputError(f"{needs} needs at least 2 repetitions: give 2 or more 3D files, or "
+                         f"one 4D file whose volumes are the repetitions ({path} is "
+                         f"{tuple(img.shape)})")
+    data, _ = load_volume(path, 4)
+    arrays = [np.ascontiguousarray(data[..., k]) for k in range(data.shape[3])]
+    header = img.header.copy()
+    header.set_data_shape(arrays[0].shape)
+    like = nib.Nifti1Image(arrays[0], img.affine, header)
+    return arrays, [like] * len(arrays)
 
 
 def check_same_grid(imgs: list[nib.Nifti1Image], paths: list[Path], shapes: list[tuple]) -> None:

@@ -30,8 +30,12 @@ max-width:980px;padding:0 16px 40px;color:#1d1d1f;background:#fff;line-height:1.
 h1{font-size:1.5em;margin:18px 0 4px}h2{font-size:1.2em;margin:28px 0 8px;
 border-bottom:1px solid #ddd;padding-bottom:3px}
 .sub{color:#555;margin:0 0 10px}
-table{border-collapse:collapse;font-size:.9em;margin:6px 0}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:.9em;margin:6px 0;display:block;max-width:100%;
+overflow-x:auto}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
+.verdict{padding:6px 10px;margin:8px 0;border-left:4px solid}
+.verdict.ok{background:#eef7ee;border-color:#3a3}.verdict.warn{background:#fff4e5;border-color:#e80}
 th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:10px 0 16px}figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:.9em;color:#333;margin:2px 0 0}
@@ -300,6 +304,21 @@ def _history_table(history: Sequence[dict]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _verdict_section(warnings: Sequence[str] | None) -> str:
+    """The verdict at the top of the report: no warnings, or each one to check."""
+    if warnings is None:
+        return ""
+    if not warnings:
+        body = ('<p class="verdict ok"><b>Verdict: no warnings.</b> The checks on the gain, the '
+                "mask, the repetitions and the pre-training range found nothing to flag; the "
+                "images below still deserve a look.</p>")
+    else:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        body = (f'<p class="verdict warn"><b>Verdict: check the result</b> '
+                f"({len(warnings)} warning{'s' if len(warnings) > 1 else ''}).</p><ul>{items}</ul>")
+    return f'<section id="warnings"><h2>Warnings</h2>{body}</section>'
+
+
 def render_report(*, inputs: Sequence[np.ndarray], average: np.ndarray, result: np.ndarray,
                   residual: np.ndarray, noise_map: np.ndarray,
                   uncertainty: np.ndarray | None = None, mask: np.ndarray | None = None,
@@ -307,6 +326,7 @@ def render_report(*, inputs: Sequence[np.ndarray], average: np.ndarray, result: 
                   history: Sequence[dict] = (), snr: dict | None = None,
                   config: dict | None = None, environment: dict | None = None,
                   timings: dict | None = None, details: dict | None = None,
+                  warnings: Sequence[str] | None = None,
                   title: str = "noise2average QC report") -> str:
     """The report as one HTML string. See :func:`write_report` for the parameters."""
     config = dict(config or {})
@@ -366,6 +386,7 @@ def render_report(*, inputs: Sequence[np.ndarray], average: np.ndarray, result: 
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>", f'<p class="sub">{sub}</p>',
+        _verdict_section(warnings),
         '<section id="snr"><h2>Estimated SNR before and after</h2>',
         _snr_section(snr or {}, method), "</section>",
         '<section id="views"><h2>Images</h2><p class="sub">Axial, coronal and sagittal slices '
@@ -392,6 +413,7 @@ def write_report(path: str | os.PathLike, *, inputs: Sequence[np.ndarray], avera
                  history: Sequence[dict] = (), snr: dict | None = None,
                  config: dict | None = None, environment: dict | None = None,
                  timings: dict | None = None, details: dict | None = None,
+                 warnings: Sequence[str] | None = None,
                  title: str = "noise2average QC report") -> None:
     """Write the QC report of one run as a self-contained HTML file (atomically).
 
@@ -420,6 +442,9 @@ def write_report(path: str | os.PathLike, *, inputs: Sequence[np.ndarray], avera
         From :func:`noise2average.arrays.snr.snr_summary`.
     config, environment, timings, details
         Flat tables: the run's configuration, versions, timings and file-level details.
+    warnings
+        Sentences from :func:`noise2average.arrays.qc.run_warnings`, shown under a verdict at
+        the top (None: no verdict section).
     title
         The page heading.
     """
@@ -429,4 +454,4 @@ def write_report(path: str | os.PathLike, *, inputs: Sequence[np.ndarray], avera
         inputs=inputs, average=average, result=result, residual=residual, noise_map=noise_map,
         uncertainty=uncertainty, mask=mask, affine=affine, sigma=sigma, history=history,
         snr=snr, config=config, environment=environment, timings=timings, details=details,
-        title=title))
+        warnings=warnings, title=title))
