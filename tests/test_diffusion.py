@@ -236,6 +236,12 @@ def test_cli_denoises_a_4d_pair_with_its_gradient_table(dwi_files):
     assert (d / "out" / "dwi_n2a.bval").read_text() == (d / "dwi.bval").read_text()
     assert (d / "out" / "dwi_n2a.bvec").read_text() == (d / "dwi.bvec").read_text()
     assert not (d / "out" / "dwi_n2a.ckpt").exists()
+    # the QC report shows one DWI of the highest shell, with the verdict and the SNR section
+    page = (d / "out" / "dwi_n2a_report.html").read_text()
+    assert 'id="warnings"' in page and 'id="snr"' in page and "Verdict" in page
+    assert f"b = {ph.bvals.max():g} s/mm^2" in page
+    assert side["outputs"]["report"] == str(d / "out" / "dwi_n2a_report.html")
+    assert isinstance(side["warnings"], list)
     # the same table given once per series is accepted; an existing output is refused
     twice = ["--bvals", str(d / "dwi.bval"), str(d / "dwi.bval"), "--bvecs",
              str(d / "dwi.bvec"), str(d / "dwi.bvec"), "--method", "average", "--quiet"]

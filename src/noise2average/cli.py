@@ -23,95 +23,96 @@ BLOCK_HELP = ("inference block edge in voxels (default 160: a 2.4 GB peak on a 1
               "96: 1.1 GB, 1.4x slower)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .config import BENCHMARK_METHODS
-
-    ap = argparse.ArgumentParser(prog="n2a", description="Noise2Average denoising of MRI repetitions.")
-    ap.add_argument("--version", action="version", version=f"noise2average {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    d = sub.add_parser("denoise", help="denoise co-registered repetitions of one subject")
+def _add_denoise(sub) -> None:
+    d = sub.add_parser(
+        "denoise", help="denoise co-registered repetitions of one subject",
+        usage="n2a denoise REP [REP ...] -o OUTPUT [options]", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Denoise N >= 2 repetitions of one subject with Noise2Average (or a "
+                    "baseline) into their\ndenoised average, with a JSON sidecar and a QC "
+                    "report next to it.",
+        epilog="examples:\n"
+               "  n2a denoise run-1.nii.gz run-2.nii.gz -o t1w_n2a.nii.gz\n"
+               "  n2a denoise runs_4d.nii.gz --mask brain.nii.gz -o t1w_n2a.nii.gz\n"
+               "  n2a denoise ap.nii.gz pa.nii.gz --bvals dwi.bval --bvecs dwi.bvec -o dwi.nii.gz\n"
+               "every option, with the measurements behind the defaults: docs/usage.md")
     d.add_argument("reps", nargs="+", metavar="REP",
                    help="2 or more co-registered NIfTI repetitions, or one 4D file whose "
                         "volumes are the repetitions (or see --register)")
-    d.add_argument("-o", "--output", required=True, help="denoised average (NIfTI)")
-    d.add_argument("--mask", help="brain mask (NIfTI); default: a head mask from the average")
-    d.add_argument("--register", action="store_true",
-                   help="first register repetitions 2..N rigidly to repetition 1 and resample "
-                        "them onto its grid (for repetitions not aligned yet; grids may differ)")
-    d.add_argument("--method", default="n2a-aligned",
-                   help="n2a-aligned (default: Noise2Average with the denoised repetitions "
-                        "re-registered, see --align), n2a (exactly the paper's method), n2n, "
-                        "supervised, pretrained; conventional methods on the "
-                        "average: average, bm4d, aonlm, nlmeans; diffusion series only: mppca, "
+    io = d.add_argument_group("input and output")
+    io.add_argument("-o", "--output", required=True, help="denoised average (NIfTI)")
+    io.add_argument("--mask", help="brain mask (NIfTI); default: a head mask from the average")
+    io.add_argument("--register", action="store_true",
+                    help="first register repetitions 2..N rigidly to repetition 1 (for "
+                         "repetitions not aligned yet; grids may differ)")
+    io.add_argument("--outside", choices=["blend", "average", "zero"], default=None,
+                    help="outside the mask: the plain average with the result faded into it "
+                         "at the edge (blend, default), the plain average alone, or zero")
+    io.add_argument("--no-report", action="store_true",
+                    help="no QC report (default: OUTPUT's stem + _report.html)")
+    io.add_argument("--save-reps", action="store_true", help="also write each denoised repetition")
+    io.add_argument("--save-iterations", action="store_true",
+                    help="also write each iteration's result")
+    io.add_argument("--save-uncertainty", action="store_true",
+                    help="also write the uncertainty map (SE of the denoised repetitions' mean)")
+    io.add_argument("--save-noise-map", action="store_true",
+                    help="also write the noise map (from the differences between repetitions)")
+    io.add_argument("--checkpoint", help="checkpoint folder (default: OUTPUT's name + .ckpt)")
+    io.add_argument("--resume", action="store_true", help="continue from the checkpoint folder")
+    m = d.add_argument_group("method")
+    m.add_argument("--method", default="n2a-aligned",
+                   help="n2a-aligned (default: Noise2Average, denoised repetitions "
+                        "re-registered), n2a (the paper's method), n2n, supervised, pretrained; "
+                        "on the average: average, bm4d, aonlm, nlmeans; diffusion: mppca, "
                         "dwidenoise, patch2self")
-    d.add_argument("--reference", help="clean reference (only for --method supervised)")
-    d.add_argument("--bvals", nargs="+", metavar="BVALS",
-                   help="diffusion: FSL b-values of the 4D series (one file, or one per series)")
-    d.add_argument("--bvecs", nargs="+", metavar="BVECS",
-                   help="diffusion: FSL gradient directions (one file, or one per series)")
-    d.add_argument("--group-size", type=int, default=None,
-                   help="diffusion: channels per group, b0 + DWIs (default 7; 13 = b0 + 12)")
-    d.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
-    d.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration")
-    d.add_argument("--lr", type=float, default=None, help="learning rate")
-    d.add_argument("--patch", type=int, default=None, help="training patch edge (voxels)")
-    d.add_argument("--batch", type=int, default=None, help="patches per optimizer step")
-    d.add_argument("--init", default="pretrained",
-                   help="pretrained (the shipped U-Net), pretrained-munet (the shipped MU-Net), "
-                        "scratch, or a .safetensors PATH")
-    d.add_argument("--preset", default=None, help="architecture for --init scratch: cpu, paper, tiny")
-    d.add_argument("--continue-weights", action="store_true",
-                   help="start each iteration from the previous one's weights (default: restart "
-                        "from the initial weights, as the reference code does)")
-    d.add_argument("--sampling", choices=["mask", "blocks"], default=None,
-                   help="training patches centred at random in the mask (default) or the "
-                        "reference code's overlapping blocks of the brain bounding box")
-    d.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
-    d.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation/TTA")
-    d.add_argument("--outside", choices=["blend", "average", "zero"], default=None,
-                   help="voxels outside the mask: the plain average with the result faded into "
-                        "it at the edge (blend, default), the plain average, or zero (as the paper)")
-    d.add_argument("--save-reps", action="store_true", help="also write each denoised repetition")
-    d.add_argument("--save-iterations", action="store_true",
-                   help="also write each iteration's result (the last one is then inferred on "
-                        "the whole brain even when the stopping rule does not keep it)")
-    d.add_argument("--align", choices=["none", "register"], default=None,
-                   help="register: after every iteration, register the denoised repetitions "
-                        "to each other (sub-voxel rigid), average them in rep 1's frame and "
-                        "give each repetition its target in its own frame; none: the paper")
-    d.add_argument("--target", choices=["average", "others"], default=None,
-                   help="Noise2Average target of repetition k: the average of all denoised "
-                        "repetitions (the paper) or of the others (leave-one-out)")
-    d.add_argument("--first-target", choices=["average", "others"], default=None,
-                   help="what iteration 1 trains towards: the average of all noisy "
-                        "repetitions (the paper) or of the other ones (Noise2Noise-like)")
-    d.add_argument("--stopping", choices=["fixed", "cross"], default=None,
-                   help="fixed: run --iterations; cross: stop when the other repetitions' "
-                        "denoised images stop predicting each noisy one better, keep the best "
-                        "(default: cross for n2a-aligned, fixed for the others)")
-    d.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
-                   help="with cross stopping: the fraction of the mask (a central slab) kept "
-                        "out of fine-tuning and used to score the iterations and the "
-                        "pre-trained network (iteration 0) (default 0.08; 0: score on the "
-                        "whole mask, no iteration 0)")
-    d.add_argument("--output-from", choices=["denoised", "average"], default=None,
-                   help="the result: the mean of the denoised repetitions (the paper), or the "
-                        "kept network applied once more to the (registered) average of the "
-                        "noisy repetitions (default: average for n2a-aligned, denoised for "
-                        "the others)")
-    d.add_argument("--save-uncertainty", action="store_true",
-                   help="also write the uncertainty map (standard error of the mean of the "
-                        "denoised repetitions)")
-    d.add_argument("--save-noise-map", action="store_true",
-                   help="also write the noise map (sigma from the differences between repetitions)")
-    d.add_argument("--no-report", action="store_true",
-                   help="do not write the QC report (OUTPUT's stem + _report.html)")
-    d.add_argument("--checkpoint", help="checkpoint folder (default: OUTPUT's name + .ckpt)")
-    d.add_argument("--resume", action="store_true", help="continue from the checkpoint folder")
+    m.add_argument("--init", default="pretrained",
+                   help="pretrained (the shipped U-Net), pretrained-munet, scratch, or a "
+                        ".safetensors PATH")
+    m.add_argument("--reference", help="clean reference (only for --method supervised)")
+    dw = d.add_argument_group("diffusion series (4D repetitions)")
+    dw.add_argument("--bvals", nargs="+", metavar="BVALS",
+                    help="FSL b-values (one file, or one per series)")
+    dw.add_argument("--bvecs", nargs="+", metavar="BVECS",
+                    help="FSL gradient directions (one file, or one per series)")
+    dw.add_argument("--group-size", type=int, default=None,
+                    help="channels per group, b0 + DWIs (default 7; 13 = b0 + 12)")
+    ft = d.add_argument_group("fine-tuning")
+    ft.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
+    ft.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration (default 200)")
+    ft.add_argument("--lr", type=float, default=None, help="learning rate")
+    ft.add_argument("--patch", type=int, default=None, help="training patch edge (voxels)")
+    ft.add_argument("--batch", type=int, default=None, help="patches per optimizer step")
+    ft.add_argument("--preset", default=None, help="architecture for --init scratch: cpu, paper, tiny")
+    ft.add_argument("--continue-weights", action="store_true",
+                    help="start each iteration from the previous one's weights (default: from "
+                         "the initial weights)")
+    ft.add_argument("--sampling", choices=["mask", "blocks"], default=None,
+                    help="patches at random in the mask (default) or the reference code's "
+                         "overlapping blocks")
+    ft.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
+    ft.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation/TTA")
+    st = d.add_argument_group("Noise2Average strategy (defaults of n2a-aligned; n2a: the paper's)")
+    st.add_argument("--align", choices=["none", "register"], default=None,
+                    help="register the denoised repetitions to each other after every "
+                         "iteration (sub-voxel rigid), or not (the paper)")
+    st.add_argument("--target", choices=["average", "others"], default=None,
+                    help="repetition k's target: the average of all denoised repetitions "
+                         "(the paper) or of the others")
+    st.add_argument("--first-target", choices=["average", "others"], default=None,
+                    help="iteration 1's target: the average of all noisy repetitions (the "
+                         "paper) or of the others")
+    st.add_argument("--stopping", choices=["fixed", "cross"], default=None,
+                    help="fixed: run --iterations; cross: keep the iteration (or the "
+                         "pre-trained network) that scores best on a held-out slab")
+    st.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                    help="cross stopping: the fraction of the mask held out (default 0.08; 0: "
+                         "score on the whole mask, no iteration 0)")
+    st.add_argument("--output-from", choices=["denoised", "average"], default=None,
+                    help="the mean of the denoised repetitions (the paper), or the kept "
+                         "network applied to the registered average")
     _add_runtime(d)
 
+
+def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="supervised residual pre-training with simulated noise")
     p.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
     p.add_argument("--images", nargs="*", default=None,
@@ -150,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     _add_runtime(p)
 
+
+def _add_simulate(sub) -> None:
     s = sub.add_parser("simulate", help="noisy repetitions of a clean reference (benchmark protocol v1)")
     s.add_argument("--reference", help="clean reference NIfTI (default: Colin27 ch2.nii.gz)")
     s.add_argument("--mask", help="brain mask NIfTI (default: Colin27 ch2bet.nii.gz > 0)")
@@ -175,6 +178,8 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--tissues", nargs=3, metavar=("GM", "WM", "CSF"),
                     help="tissue fraction maps to build the phantom from (default MNI152 2009a)")
 
+
+def _add_dti_split(sub) -> None:
     ds = sub.add_parser("dti-split", help="one DTI series -> repetitions from disjoint direction "
                                           "subsets, synthesized on a common scheme")
     ds.add_argument("dwi", metavar="DWI", help="4D DWI series (NIfTI)")
@@ -198,6 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--quiet", action="store_true")
     ds.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
+
+def _add_dti_metrics(sub) -> None:
     dm = sub.add_parser("dti-metrics", help="FA, MD, AD, RD and V1 of a DWI series (DIPY, WLS)")
     dm.add_argument("dwi", metavar="DWI", help="4D DWI series (NIfTI)")
     dm.add_argument("--bvals", required=True, help="FSL bvals file")
@@ -208,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="tensor fit (default WLS)")
     dm.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
+
+def _add_demo(sub) -> None:
     m = sub.add_parser("demo", help="simulate 2 noisy repetitions of the MNI152 template, denoise, score")
     m.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
     m.add_argument("--steps", type=int, default=60,
@@ -215,6 +224,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--crop", type=int, default=64,
                    help="edge of the centred cube denoised (default 64; 0: whole)")
     _add_runtime(m)
+
+
+def _add_benchmark(sub) -> None:
+    from .config import BENCHMARK_METHODS
 
     b = sub.add_parser("benchmark", help="simulate a case (protocol v1), run methods, score them")
     b.add_argument("--reference", help="clean reference NIfTI (default: Colin27 ch2.nii.gz)")
@@ -235,6 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", required=True, help="output folder")
     _add_runtime(b)
 
+
+def _add_bids(sub) -> None:
     bp = sub.add_parser("bids", help="BIDS-App: denoise each participant's repeated acquisitions "
                                      "into BIDS derivatives (serially or on a Dask cluster)")
     bp.add_argument("bids_dir", metavar="BIDS_DIR", help="the BIDS dataset (only read)")
@@ -265,6 +280,8 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
     _add_runtime(bp)
 
+
+def _add_register(sub) -> None:
     r = sub.add_parser("register", help="rigidly register repetitions 2..N to repetition 1")
     r.add_argument("reps", nargs="+", metavar="REP", help="2 or more NIfTI repetitions (any grids)")
     r.add_argument("-o", "--output", required=True,
@@ -274,18 +291,41 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="PSNR, SSIM, NMAE, sharpness against a clean reference")
     e.add_argument("images", nargs="+", metavar="IMAGE")
     e.add_argument("--reference", required=True)
     e.add_argument("--mask", required=True)
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="n2a", description="Noise2Average denoising of MRI repetitions.")
+    ap.add_argument("--version", action="version", version=f"noise2average {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_denoise(sub)
+    _add_pretrain(sub)
+    _add_simulate(sub)
+    _add_dti_split(sub)
+    _add_dti_metrics(sub)
+    _add_demo(sub)
+    _add_benchmark(sub)
+    _add_bids(sub)
+    _add_register(sub)
+    _add_evaluate(sub)
     return ap
 
 
-HANDLERS = {"denoise": "denoise_files", "pretrain": "pretrain_files", "simulate": "simulate_files",
-            "demo": "demo", "benchmark": "benchmark_files", "evaluate": "evaluate_files",
-            "bids": "bids_app", "register": "register_files",
-            "dti-split": "dti_split_files", "dti-metrics": "dti_metrics_files"}
+# every subcommand's handler, as "module:function" in this package, imported only when it runs
+HANDLERS = {"denoise": "workflows:denoise_files", "pretrain": "workflows_pretrain:pretrain_files",
+            "simulate": "workflows:simulate_files", "demo": "workflows:demo",
+            "benchmark": "workflows:benchmark_files", "evaluate": "workflows:evaluate_files",
+            "bids": "bids:run_app", "register": "workflows:register_files",
+            "dti-split": "workflows_dwi:dti_split_files",
+            "dti-metrics": "workflows_dwi:dti_metrics_files"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,10 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import InputError
 
     try:
-        # every subcommand has one handler in .workflows, imported only when it runs
-        from . import workflows
+        from importlib import import_module
 
-        rc = getattr(workflows, HANDLERS[args.command])(args)
+        module, handler = HANDLERS[args.command].split(":")
+        rc = getattr(import_module(f".{module}", __package__), handler)(args)
     except InputError as exc:
         print(f"n2a {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -81,7 +81,7 @@ def run_register(reps, output_dir, mask=None, *, force: bool = False, quiet: boo
     from .io import nifti
     from .io.transforms import write_itk_affine
     from .provenance import environment, file_sha256, write_sidecar
-    from .workflows import _check_output
+    from .io.paths import check_output
 
     t0 = time.perf_counter()
     paths = [Path(p) for p in reps]
@@ -97,10 +97,10 @@ def run_register(reps, output_dir, mask=None, *, force: bool = False, quiet: boo
         files[f"rep-{k}"] = outdir / f"rep-{k}_registered.nii.gz"
         files[f"xfm-{k}"] = outdir / f"rep-{k}_to_rep-1.txt"
     for f in files.values():
-        _check_output(f, inputs, force)
+        check_output(f, inputs, force)
     for f in list(files.values()):
         if f.name.endswith(".nii.gz"):
-            _check_output(f.with_name(f.name[:-7] + ".json"), inputs, force)
+            check_output(f.with_name(f.name[:-7] + ".json"), inputs, force)
     registered, records = register_repetitions(arrays, [i.affine for i in imgs], mask_arr,
                                                quiet=quiet, names=[str(p) for p in paths])
     sources = [{"path": str(p), "sha256": file_sha256(p)} for p in inputs]

@@ -11,187 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-
-
-def _progress(total: int, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=quiet, leave=False, dynamic_ncols=True)
-
-
-class TimeLeft:
-    """Progress bars for a run of ``total_steps`` training steps that print, once, the training
-    time left as measured from the run's own first ``after`` steps (not guessed in advance).
-
-    Use ``progress`` wherever a pipeline takes a progress factory ``(total, description)``;
-    bars whose description starts with "train" are counted.
-    """
-
-    def __init__(self, total_steps: int, label: str, after: int = 10, quiet: bool = False):
-        self.total, self.label, self.after, self.quiet = total_steps, label, after, quiet
-        self.done, self.t0, self.said = 0, None, False
-
-    def progress(self, total: int, desc: str):
-        bar = _progress(total, desc, self.quiet)
-        if not desc.startswith("train"):
-            return bar
-        update = bar.update
-
-        def counted(n: int = 1):
-            self._count(n)
-            return update(n)
-
-        bar.update = counted
-        return bar
-
-    def _count(self, n: int) -> None:
-        now = time.perf_counter()
-        if self.t0 is None:
-            self.t0 = now  # the first step's cost (warm-up) is left out of the rate
-            return
-        self.done += n
-        if not self.said and self.done >= self.after and self.total > self.done + 1:
-            rate = (now - self.t0) / self.done
-            left = rate * (self.total - self.done - 1)
-            self.said = True
-            if not self.quiet:
-                from tqdm.auto import tqdm
-
-                # tqdm.write keeps the line apart from the progress bar being drawn
-                tqdm.write(f"{self.label}: {rate:.2f} s per training step, at most about "
-                           f"{left / 60:.1f} min of training left (measured from its first "
-                           f"{self.done + 1} steps), then inference", file=sys.stderr)
-
-
-def _check_output(path: Path, inputs: list[Path], force: bool) -> None:
-    resolved = path.resolve()
-    for p in inputs:
-        if p.resolve() == resolved:
-            raise InputError(f"output {path} is also an input; choose another name")
-    if path.exists() and not force:
-        raise InputError(f"output {path} exists; pass --force to overwrite")
-
-
-def pretrain_files(args: argparse.Namespace) -> None:
-    if getattr(args, "dwi", False):
-        from .workflows_dwi import pretrain_dwi_files
-
-        return pretrain_dwi_files(args)
-    from .io import nifti
-    from .io.templates import mni152
-    from .nn.models import build_model
-    from .pretrain import PretrainConfig, pretrain
-
-    images = [Path(p) for p in args.images or []]
-    out, ckpt = pretrain_outputs(args, images)
-    sources = None
-    if images and args.data == "randomized":
-        raise InputError("--data randomized draws from its own sources; leave out --images")
-    if images:
-        if not args.masks or len(args.masks) != len(images):
-            raise InputError("--masks must give one brain mask per --images file")
-        vols, masks = [], []
-        for ip, mp in zip(images, args.masks):
-            vol, _ = nifti.load_volume(ip)
-            mask = nifti.load_mask(mp, vol.shape)
-            vols.append(vol / np.percentile(vol[mask], 99))
-            masks.append(mask)
-        data_desc = [str(p) for p in images]
-    elif args.data == "randomized":
-        from .io.pretrain_sources import pretrain_sources
-
-        sources = pretrain_sources(args.extra_data)
-        vols, masks = None, None
-        data_desc = [f"{s.name} (weight {s.weight})" for s in sources]
-    else:
-        t1, mask, _ = mni152()
-        vols, masks, data_desc = [t1], [mask], ["MNI152 2009a sym T1 (nilearn wheel)"]
-    if args.extra_data and sources is None:
-        raise InputError("--extra-data needs --data randomized")
-    cfg = PretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
-                         patch_size=args.patch, sigma_min=args.sigma_range[0],
-                         sigma_max=args.sigma_range[1], seed=args.seed, crop=args.crop,
-                         multicoil=args.multicoil, refresh=args.refresh,
-                         pool=args.pool)
-    meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
-            "preset": args.preset, "noise": "Rician or non-central chi, g-factor maps, "
-                                             "correlated, bias, gamma"}
-    run_pretraining(args, out, ckpt, lambda: build_model(args.preset), meta, cfg.steps, "pretrain",
-                    lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy,
-                                                         sources=sources, **kw))
-
-
-def pretrain_outputs(args: argparse.Namespace, inputs: list[Path]) -> tuple[Path, Path]:
-    """The weights file and its checkpoint folder, checked before any work starts."""
-    out = Path(args.output)
-    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
-    _check_output(out, inputs, args.force)
-    if ckpt.exists() and not args.resume and not args.force:
-        raise InputError(f"checkpoint {ckpt} exists; pass --resume to continue or --force")
-    return out, ckpt
-
-
-def run_pretraining(args: argparse.Namespace, out: Path, ckpt: Path, new_model, meta: dict,
-                    steps: int, label: str, train) -> None:
-    """The resumable pre-training loop shared by T1w and diffusion: resume from ``ckpt`` with
-    ``--resume``, checkpoint every ``--checkpoint-every`` steps, then write the weights (with
-    ``meta``) and the loss curve. ``new_model()`` builds the untrained network (after the seed
-    is set, so its initial weights follow ``--seed``); ``train(model, policy, state=, on_step=,
-    progress=)`` runs the optimizer and returns its final state."""
-    import torch
-
-    from .io.atomic import write_text
-    from .io.checkpoint import load_fit, save_fit
-    from .io.weights import save_model
-    from .nn.device import resolve_policy
-    from .provenance import environment
-
-    policy = resolve_policy(args.device, args.precision, args.threads)
-    torch.manual_seed(args.seed)
-    model, state = new_model(), None
-    if args.resume:
-        loaded = load_fit(ckpt)
-        if loaded is not None:
-            model, state, _ = loaded
-    bar = _progress(steps, label, args.quiet)
-    if state is not None:
-        bar.update(state.step)
-
-    def on_step(s):
-        if s.step % args.checkpoint_every == 0 or s.step == steps:
-            save_fit(ckpt, model, s, meta)
-
-    def progress(n, loss):
-        bar.update(n)
-        bar.set_postfix(loss=f"{loss:.4f}")
-
-    state = train(model, policy, state=state, on_step=on_step, progress=progress)
-    bar.close()
-    meta.update({"steps_done": state.step, "seconds": round(state.seconds, 1),
-                 "final_loss_mean100": float(np.mean(state.losses[-100:])),
-                 "environment": environment(policy)})
-    save_model(out, model, meta)
-    write_text(out.with_suffix(".losses.json"), json.dumps(state.losses))
-
-
-def _stem(path: Path) -> tuple[Path, str]:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return path.parent, name[: -len(ext)]
-    raise InputError(f"output {path} must end in .nii or .nii.gz")
-
-
-def _ext(path: Path) -> str:
-    return ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+from .io.paths import check_output, lr_axis, nifti_ext, nifti_stem
+from .progress import TimeLeft
 
 
 def planned_outputs(out: Path, n_reps: int, n_iter: int, save_reps: bool, save_iterations: bool,
                     save_noise_map: bool, report: bool = True,
                     save_uncertainty: bool = False) -> dict[str, Path]:
     """Every file a denoise run will write, by role (sidecars not included)."""
-    folder, stem = _stem(out)
-    ext = _ext(out)
+    folder, stem = nifti_stem(out)
+    ext = nifti_ext(out)
     files = {"output": out}
     if save_reps:
         for k in range(1, n_reps + 1):
@@ -216,14 +45,6 @@ def read_repetitions(paths: list[Path], mask_path: Path | None, same_grid: bool 
     arrays, imgs = nifti.load_repetitions(paths, same_grid=same_grid)
     mask = nifti.load_mask(mask_path, arrays[0].shape, imgs[0].affine) if mask_path else None
     return arrays, mask, imgs[0]
-
-
-def lr_axis(affine: np.ndarray) -> int:
-    """Voxel axis that runs left-right in world space."""
-    import nibabel as nib
-
-    codes = nib.aff2axcodes(affine)
-    return next(i for i, c in enumerate(codes) if c in ("L", "R"))
 
 
 def _model_identity(config) -> dict:
@@ -296,7 +117,8 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         return run_denoise_dwi(reps, output, bvals, bvecs, mask, group_size=group_size,
                                reference=reference, save_reps=save_reps,
                                save_noise_map=save_noise_map, checkpoint=checkpoint,
-                               resume=resume, force=force, quiet=quiet, **config_changes)
+                               resume=resume, force=force, quiet=quiet, report=report,
+                               **config_changes)
     from .config import LEARNED_METHODS, DenoiseConfig
     from .io import nifti
     from .io.checkpoint_runs import RunCheckpoint
@@ -332,8 +154,8 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     files = planned_outputs(out, len(arrays), n_iter, save_reps, save_iterations, save_noise_map,
                             report, save_uncertainty)
     for f in files.values():
-        _check_output(f, inputs, force)
-    ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(_stem(out)[1] + ".ckpt")
+        check_output(f, inputs, force)
+    ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(nifti_stem(out)[1] + ".ckpt")
     ckpt = RunCheckpoint(ckpt_dir, config, [file_sha256(p) for p in reps_paths])
     if ckpt.exists() and not resume:
         if not force:
@@ -548,7 +370,7 @@ def simulate_files(args: argparse.Namespace) -> None:
     files = {n: outdir / f"{n}.nii.gz" for n in names}
     files_json = outdir / "simulation.json"
     for f in list(files.values()) + [files_json]:
-        _check_output(f, [ref_path, mask_path], args.force)
+        check_output(f, [ref_path, mask_path], args.force)
     reps, scaled, mask, like, record = simulate_case(ref, mask, img, cfg, args.crop)
     record.update(reference=str(ref_path), mask=str(mask_path))
     nifti.save_volume(files["reference"], scaled, like)
@@ -588,7 +410,7 @@ def benchmark_files(args: argparse.Namespace) -> None:
     outdir = Path(args.output)
     files = {k: outdir / f"results.{k}" for k in ("md", "json", "png")}
     for f in files.values():
-        _check_output(f, [ref_path, mask_path], args.force)
+        check_output(f, [ref_path, mask_path], args.force)
     echo_mean = _echo_mean_reference(ref, mask, cfg, crop) if cfg.echo else None
     reps, scaled, mask, _, record = simulate_case(ref, mask, img, cfg, crop)
     runs = run_methods(reps, mask, scaled, methods, config)
@@ -620,27 +442,6 @@ def register_files(args: argparse.Namespace) -> None:
     from .coregister import run_register
 
     run_register(args.reps, args.output, mask=args.mask, force=args.force, quiet=args.quiet)
-
-
-def bids_app(args: argparse.Namespace) -> int:
-    """``n2a bids``: BIDS-App mode; exit status 1 when any group failed (see :mod:`.bids`)."""
-    from .bids import run_app
-
-    return run_app(args)
-
-
-def dti_split_files(args: argparse.Namespace) -> None:
-    """``n2a dti-split`` (:mod:`.workflows_dwi`)."""
-    from .workflows_dwi import dti_split_files as run
-
-    run(args)
-
-
-def dti_metrics_files(args: argparse.Namespace) -> None:
-    """``n2a dti-metrics`` (:mod:`.workflows_dwi`)."""
-    from .workflows_dwi import dti_metrics_files as run
-
-    run(args)
 
 
 def evaluate_files(args: argparse.Namespace) -> None:
@@ -683,7 +484,7 @@ def demo(args: argparse.Namespace) -> None:
              ("reference", "mask", "rep-1", "rep-2", "average", "denoised")}
     fig_path = outdir / "demo.png"
     for f in list(files.values()) + [fig_path]:
-        _check_output(f, [], args.force)
+        check_output(f, [], args.force)
     print("Demo on the MNI152 2009a template shipped with nilearn: two noisy repetitions "
           f"(sigma 0.05) of a {args.crop or 'whole'}^3 crop, Noise2Average with "
           f"2 iterations of {args.steps} fine-tuning steps (the default run uses 200). "

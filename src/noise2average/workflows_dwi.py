@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .io.paths import check_output, lr_axis, nifti_ext, nifti_stem
+from .progress import progress_bar
 
 METRIC_NAMES = ("FA", "MD", "AD", "RD", "V1")
 METRIC_UNITS = {"FA": "1", "MD": "mm^2/s", "AD": "mm^2/s", "RD": "mm^2/s",
@@ -22,10 +24,9 @@ METRIC_UNITS = {"FA": "1", "MD": "mm^2/s", "AD": "mm^2/s", "RD": "mm^2/s",
 
 
 def _check_outputs(paths, inputs, force: bool) -> None:
-    from .workflows import _check_output
 
     for p in paths:
-        _check_output(Path(p), [Path(i) for i in inputs], force)
+        check_output(Path(p), [Path(i) for i in inputs], force)
 
 
 def light_environment() -> dict:
@@ -211,39 +212,6 @@ def simulate_dwi_files(args: argparse.Namespace) -> None:
     write_text(extra[2], json.dumps(record, indent=2))
 
 
-def pretrain_dwi_files(args: argparse.Namespace) -> None:
-    """``n2a pretrain --dwi``: the diffusion network on the Colin27 tensor-field phantom."""
-    from .nn.models import DIFFUSION_PRESETS, build_model, with_channels
-    from .pretrain_dwi import DwiPretrainConfig, colin27_fields, pretrain_dwi
-    from .workflows import pretrain_outputs, run_pretraining
-
-    out, ckpt = pretrain_outputs(args, [])
-    if args.images:
-        raise InputError("--dwi pre-trains on the Colin27 tensor phantom; --images is for T1w")
-    preset = {"cpu": "dti-cpu", "paper": "dti-paper", "tiny": "dti-tiny"}.get(args.preset,
-                                                                              args.preset)
-    if preset not in DIFFUSION_PRESETS:
-        raise InputError(f"--preset {args.preset}: not a diffusion network "
-                         f"({', '.join(DIFFUSION_PRESETS)})")
-    k = args.group_size
-    if k < 2:
-        raise InputError(f"--group-size must be >= 2, got {k}")
-    lo, hi = args.snr_range
-    if not 0 < lo <= hi:
-        raise InputError(f"--snr-range must be 0 < LO <= HI, got {lo} {hi}")
-    cfg = DwiPretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
-                            patch_size=args.patch, snr_min=lo, snr_max=hi, seed=args.seed)
-    fields = colin27_fields(seed=args.seed)
-    meta = {"kind": "dwi", "pretrain": cfg.to_dict(), "preset": preset, "group_size": k,
-            "data": "Colin27 (mricron-data ch2.nii.gz, ch2bet.nii.gz) tissue classes -> "
-                    "make_phantom tensor fields at 2.0 and 1.5 mm",
-            "noise": "Rician, b0 SNR log-uniform, mean of 1-6 b0s, random directions, b, "
-                     "diffusivity and S0 contrast"}
-    run_pretraining(args, out, ckpt, lambda: build_model(with_channels(preset, k)), meta, cfg.steps,
-                    "pretrain dwi",
-                    lambda model, policy, **kw: pretrain_dwi(model, fields, cfg, policy, **kw))
-
-
 def _as_list(value) -> list[Path]:
     if value is None:
         return []
@@ -337,19 +305,19 @@ def _copy_file(src: Path, dst: Path) -> None:
 def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 7,
                     reference=None, save_reps: bool = False, save_noise_map: bool = False,
                     checkpoint=None, resume: bool = False, force: bool = False,
-                    quiet: bool = True, **config_changes):
+                    quiet: bool = True, report: bool = True, **config_changes):
     """Denoise 4D DWI repetitions (e.g. AP and PA) into the 4D ``output``.
 
     Writes ``output`` and its JSON sidecar, the gradient table next to it (``STEM.bval``,
     ``STEM.bvec``, copies of the first given files), and optionally each denoised repetition
-    (``STEM_rep-K``) and the noise map (``STEM_noisemap``, 3D). Everything is validated before
-    anything is written. ``config_changes`` are DenoiseConfig fields. Returns the DwiResult.
+    (``STEM_rep-K``) and the noise map (``STEM_noisemap``, 3D), and unless ``report`` is False
+    the QC report ``STEM_report.html`` (:func:`write_dwi_report`). Everything is validated
+    before anything is written. ``config_changes`` are DenoiseConfig fields. Returns the DwiResult.
     """
     from .config import LEARNED_METHODS, DenoiseConfig
     from .diffusion import denoise_dwi, initial_dwi_model
     from .io import nifti
     from .provenance import environment, file_sha256, write_sidecar
-    from .workflows import _check_output, _ext, _progress, _stem, lr_axis
 
     from dataclasses import fields
 
@@ -378,8 +346,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     if save_reps and not learned:
         raise InputError(f"--save-reps: method {config.method!r} gives the average only")
     base = initial_dwi_model(config, group_size) if learned else None
-    folder, stem = _stem(out)
-    ext = _ext(out)
+    folder, stem = nifti_stem(out)
+    ext = nifti_ext(out)
     files = {"output": out}
     if save_reps:
         files.update({f"rep-{k}": folder / f"{stem}_rep-{k}{ext}"
@@ -387,8 +355,10 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     if save_noise_map:
         files["noise-map"] = folder / f"{stem}_noisemap{ext}"
     extra = {"bval": folder / f"{stem}.bval", "bvec": folder / f"{stem}.bvec"}
+    if report:
+        extra["report"] = folder / f"{stem}_report.html"
     for f in list(files.values()) + list(extra.values()):
-        _check_output(f, inputs, force)
+        check_output(f, inputs, force)
     ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(stem + ".ckpt")
     identity = {"config": {k: v for k, v in config.to_dict().items()
                            if k not in ("device", "precision", "threads")},
@@ -403,7 +373,7 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     result = denoise_dwi(arrays, table.bvals, table.bvecs, mask_arr, config,
                          group_size=group_size, reference=ref_arr, init_model=base, done=done,
                          on_group=ckpt.save if learned else None,
-                         progress=None if quiet else lambda n, d: _progress(n, d, False))
+                         progress=None if quiet else lambda n, d: progress_bar(n, d, False))
     model_id = None
     if learned:
         from .io.weights import packaged_path, sha256
@@ -431,6 +401,10 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
         "history": result.history,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
+    shown = report_volume(table)
+    record["warnings"] = dwi_warnings(arrays, result, shown, config.method in LEARNED_METHODS)
+    if report:
+        write_dwi_report(extra["report"], arrays, result, table, shown, like, record, out)
     images = {"output": result.output, "noise-map": result.noise_map}
     images.update({f"rep-{k}": r for k, r in enumerate(result.denoised, 1)})
     for role, path in files.items():
@@ -441,10 +415,82 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     _copy_file(grad_files[len(grad_files) // 2], extra["bvec"])
     ckpt.remove()
     if not quiet:
-        print(f"n2a denoise: wrote {out} ({record['wall_seconds']:.0f} s, "
-              f"{len(result.plan.groups)} groups)", file=sys.stderr)
+        lines = [f"n2a denoise: wrote {out} in {record['wall_seconds']:.0f} s "
+                 f"({len(result.plan.groups)} groups)"]
         if result.contrast_kept is not None:
-            print(f"n2a denoise: the denoised repetitions keep {100 * result.contrast_kept:.1f} % "
-                  "of the contrast between diffusion directions (estimated from the "
-                  "repetitions; below 100 %, FA is biased low)", file=sys.stderr)
+            lines.append(f"  contrast: the denoised repetitions keep "
+                         f"{100 * result.contrast_kept:.1f} % of the contrast between diffusion "
+                         "directions (estimated from the repetitions; below 100 %, FA is "
+                         "biased low)")
+        if report:
+            lines.append(f"  report:   {extra['report']}")
+        lines += [f"  warning:  {w}" for w in record["warnings"]]
+        print("\n".join(lines), file=sys.stderr)
     return result
+
+
+#: below this share of the directional contrast kept, a run warns that FA comes out biased low
+MIN_CONTRAST_KEPT = 0.95
+
+
+def report_volume(table) -> int:
+    """The volume the report shows: the first DWI of the highest shell, where the noise is
+    largest against the signal (the first volume when the series has no DWI)."""
+    if not table.shells:
+        return 0
+    return int(table.shell_indices(table.shells[-1])[0])
+
+
+def dwi_warnings(arrays, result, shown: int, learned: bool) -> list[str]:
+    """The run's warnings: the T1w checks on the shown volume (gain, near copies, the mask)
+    and the directional contrast the learned methods lose."""
+    from .arrays.qc import gain_warning, mask_edge_warning, near_copies_warning
+
+    reps = [a[..., shown] for a in arrays]
+    found = [gain_warning(_dwi_snr(arrays, result, shown, learned)),
+             near_copies_warning(reps, result.mask, result.sigma),
+             mask_edge_warning(result.mask)]
+    kept = result.contrast_kept
+    if kept is not None and kept < MIN_CONTRAST_KEPT:
+        found.append(f"the denoised repetitions keep {100 * kept:.1f} % of the contrast between "
+                     "diffusion directions: FA from this output is biased low (see "
+                     "docs/diffusion.md)")
+    return [w for w in found if w]
+
+
+def _dwi_snr(arrays, result, shown: int, learned: bool) -> dict:
+    """SNR before and after on the shown volume (:mod:`noise2average.arrays.snr`)."""
+    from .arrays.snr import snr_summary
+
+    reps = [a[..., shown] for a in arrays]
+    denoised = [d[..., shown] for d in result.denoised] if learned else None
+    return snr_summary(reps, result.mask, denoised=denoised, result=result.output[..., shown])
+
+
+def write_dwi_report(path: Path, arrays, result, table, shown: int, like, record: dict,
+                     out: Path) -> None:
+    """The QC report of a diffusion run: the views, SNR and residual of one volume
+    (:func:`report_volume`), the warnings, and the run's tables."""
+    from .config import LEARNED_METHODS
+    from .io.report import write_report
+
+    learned = record["config"]["method"] in LEARNED_METHODS
+    reps = [a[..., shown] for a in arrays]
+    average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
+    shown_out = result.output[..., shown]
+    snr = _dwi_snr(arrays, result, shown, learned)
+    uncertainty = None if result.uncertainty is None else result.uncertainty[..., shown]
+    details = {"shown volume": f"{shown} (b = {table.bvals[shown]:g} s/mm^2), of "
+                               f"{table.n_volumes}",
+               "inputs": [Path(i["path"]).name for i in record["inputs"]],
+               "mask": record["mask"], "model": record["model"],
+               "groups": len(result.plan.groups),
+               "directional contrast kept": record["directional_contrast_kept"]}
+    timings = {"total wall time (s)": record["wall_seconds"], "compute": result.compute}
+    write_report(path, inputs=reps, average=average, result=shown_out,
+                 residual=reps[0] - shown_out, noise_map=result.noise_map,
+                 uncertainty=uncertainty, mask=result.mask, affine=like.affine,
+                 sigma=snr["sigma_rep"], snr=snr, config=record["config"],
+                 warnings=record["warnings"], environment=record["environment"],
+                 timings=timings, details=details,
+                 title=f"noise2average QC report: {out.name}, volume {shown}")

@@ -14,7 +14,7 @@ rep 1's grid (after the sub-voxel re-registration when it is on). Three quantiti
   region left out of the fine-tuning loss (``DenoiseConfig.holdout``) the network was never
   asked to reproduce the noise there, so that bias is gone. One remains: the score measures the
   distance to the noisy data's mean, so a network fine-tuned on noisy targets can score better
-  than a pre-trained one that is closer to the truth (measured in docs/benchmarks.md, Session 4;
+  than a pre-trained one that is closer to the truth (measured in docs/benchmarks.md;
   our reading: the Rician bias of dark tissue). The pipeline's stopping scores match each
   repetition's brightness first (``match_gain``): echoes of one scan differ by their T2*
   decay, and that difference is no error of the denoiser;

@@ -24,14 +24,12 @@ multiples of 2^(levels - 1) voxels, so blocks are kept on that lattice
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-if TYPE_CHECKING:
-    from .models import ModelConfig
 
 __all__ = ["UNet"]
 
@@ -53,10 +51,21 @@ def _stage(width: int, n: int, bias: bool) -> nn.Sequential:
     return nn.Sequential(*[_Residual(width, bias) for _ in range(n)])
 
 
+class UNetShape(Protocol):
+    """What the U-Net reads of its configuration (``models.ModelConfig`` has it all; this
+    module does not import it, so that ``models`` can build a U-Net without a circle)."""
+
+    in_channels: int
+    out_channels: int
+    widths: Sequence[int]
+    res_blocks: int
+    bias: bool
+
+
 class UNet(nn.Module):
     """Residual denoiser: ``forward(x)`` returns the predicted residual (target - x)."""
 
-    def __init__(self, config: "ModelConfig") -> None:
+    def __init__(self, config: UNetShape) -> None:
         super().__init__()
         self.config = config
         widths = config.widths
