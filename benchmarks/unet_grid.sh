@@ -3,7 +3,7 @@
 # the default n2a denoise started from it, in two streams of one thread each (one per core).
 #   bash benchmarks/unet_grid.sh MODEL.safetensors OUTDIR
 # BM4D and the shipped MU-Net on the same inputs: docs/benchmarks.md ("Every case at a glance",
-# "Session 7"); the simulation is deterministic for a given seed.
+# "The last iteration on the slab first"); the simulation is deterministic for a given seed.
 set -euo pipefail
 model="$1"; out="$2"
 mkdir -p "$out"

@@ -110,8 +110,9 @@ class DenoiseConfig:
         (``pipeline.SCORE_MIN_SNR``), out of the Rician bias of dark tissue. The pre-trained network's own
         prediction competes as iteration 0 on the same slab (a partial inference pass) and is
         the result when it scores best (at sigma 0.08 with 4 repetitions it is, and rightly;
-        on the echo variant it is, wrongly, by 1.3 dB: docs/benchmarks.md). 0:
-        score on the whole mask, no iteration 0.
+        on the echo variant it is too: 1.3 dB worse against echo 1, 0.70 dB better against
+        the mean of the echoes, docs/benchmarks.md "Echoes"). 0: score on the whole mask, no
+        iteration 0.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
