@@ -246,6 +246,19 @@ def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0
     return num / den if den > 0 else None
 
 
+def _check_method(config: DenoiseConfig, reference, shape) -> None:
+    """Refuse the 3D-only methods, and a supervised run without a matching reference."""
+    if config.method in ("bm4d", "aonlm", "nlmeans"):
+        raise InputError(f"method {config.method!r} is for 3D images; for diffusion series use "
+                         "n2a, n2n, supervised, pretrained, average, mppca, dwidenoise or "
+                         "patch2self")
+    if config.method == "supervised":
+        if reference is None:
+            raise InputError("method 'supervised' needs a clean reference series")
+        if reference.shape != shape:
+            raise InputError(f"reference shape {reference.shape} differs from {shape}")
+
+
 def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | None = None,
                 config: DenoiseConfig | None = None, *, group_size: int = 7,
                 reference: np.ndarray | None = None, init_model=None,
@@ -287,15 +300,7 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
     config.validate()
     reps = validate_series(reps, mask)
     plan = plan_groups(bvals, bvecs, group_size, n_volumes=reps[0].shape[3])
-    if config.method in ("bm4d", "aonlm", "nlmeans"):
-        raise InputError(f"method {config.method!r} is for 3D images; for diffusion series use "
-                         "n2a, n2n, supervised, pretrained, average, mppca, dwidenoise or "
-                         "patch2self")
-    if config.method == "supervised":
-        if reference is None:
-            raise InputError("method 'supervised' needs a clean reference series")
-        if reference.shape != reps[0].shape:
-            raise InputError(f"reference shape {reference.shape} differs from {reps[0].shape}")
+    _check_method(config, reference, reps[0].shape)
     average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
     if mask is None:
         mask = auto_mask(np.mean(average[..., list(plan.b0)], axis=3))

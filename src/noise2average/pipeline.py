@@ -206,13 +206,6 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         first inferred on the slab alone, and on the whole mask only if it scores best; the
         result is the same either way, ``result.iterations`` then lacks an unkept last one.
     """
-    import torch
-
-    from .nn.device import resolve_policy
-    from .nn.engine import denoise_volume, fit, inference_blocks
-    from .nn.patches import PatchSampler, block_centres
-    from .nn.strategies import residual_pairs
-
     config = config or DenoiseConfig()
     config.validate()
     if config.method in DWI_METHODS:
@@ -227,262 +220,386 @@ def denoise(reps: Sequence[np.ndarray], mask: np.ndarray | None = None,
         raise InputError("no foreground found for an automatic mask; pass a mask")
     sigma = estimate_sigma(reps, mask)
     nmap = noise_map(reps, mask)
-
-    def finish(img: np.ndarray, outside: np.ndarray | None = None,
-               valid: np.ndarray | None = None) -> np.ndarray:
-        """``img`` inside the mask; outside it 0 (``zero``) or the plain average (``outside``,
-        default the mean as given). With ``blend``, ``img`` fades into that average over the
-        voxels of ``valid`` next to the mask, where ``img`` holds a network output too."""
-        if config.outside == "zero":
-            return np.where(broadcast_mask(mask, img), img, 0).astype(np.float32)
-        keep = average if outside is None else outside
-        if config.outside == "blend" and valid is not None:
-            return blend_outside(img, keep, np.where(valid, blend_weights(mask), 0))
-        return np.where(broadcast_mask(mask, img), img, keep).astype(np.float32)
-
+    finish = _Finish(mask, average, config.outside)
     if config.method in CLASSICAL_METHODS:
-        from .methods import CLASSICAL
-
-        if config.registers:
-            frames = Frames(len(reps), zooms=config.voxel_size)
-            _register(frames, reps, mask)
-            reps = [frames.to_frame(r, k, 0) for k, r in enumerate(reps)]
-        out = finish(CLASSICAL[config.method](reps, mask, sigma))
-        return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config,
-                             compute="cpu")
+        return _denoise_classical(reps, mask, config, finish, sigma, nmap)
     if config.method == "supervised":
         if reference is None:
             raise InputError("method 'supervised' needs a clean reference image")
         if reference.shape != reps[0].shape:
             raise InputError(f"reference shape {reference.shape} differs from {reps[0].shape}")
+    run = _LearnedRun(reps, mask, average, (nmap, sigma), config, finish, reference, init_model,
+                      progress)
+    return run.run(resume, on_iteration, all_iterations)
 
-    policy = resolve_policy(config.device, config.precision, config.threads)
-    base = _initial_model(config, init_model)
-    base_state = copy.deepcopy(base.state_dict())
-    model = policy.prepare(base)
-    radius = model.config.receptive_radius
-    norms = [Norm.fit(r, mask) for r in reps]
-    flip_axis = config.lr_axis if config.flip else None
-    rep_flip = flip_axis if config.flip_repetitions else None
-    n_iter = config.iterations if config.strategy == "n2a" else 1
-    steps = 0 if config.method == "pretrained" else config.steps
-    centres = block_centres(mask, config.patch_size) if config.sampling == "blocks" else None
-    # the held-out slab: out of the training loss, where iterations (and the pre-trained
-    # network, iteration 0) are scored by the cross error without the training bias
-    holdout, slab = None, None
-    if config.stops_early and config.holdout > 0 and steps > 0:
-        slab = holdout_slab(mask, config.holdout)
-        holdout = np.zeros_like(mask)
-        holdout[slab] = mask[slab]
-        if not (mask & ~holdout).any():  # a mask too small to spare a slab
-            holdout, slab = None, None
-    train_mask = mask & ~holdout if holdout is not None else mask
-    key = "heldout_cross_mse" if holdout is not None else "cross_mse"
-    scored = holdout
-    if holdout is not None:
+
+class _Finish:
+    """A result on the whole field of view: ``img`` inside the mask; outside it 0 (``zero``)
+    or the plain average (``outside``, default the mean as given). With ``blend``, ``img``
+    fades into that average over the voxels of ``valid`` next to the mask, where ``img``
+    holds a network output too (:func:`~noise2average.arrays.masking.blend_weights`)."""
+
+    def __init__(self, mask: np.ndarray, average: np.ndarray, outside: str) -> None:
+        self.mask, self.average, self.outside = mask, average, outside
+
+    def __call__(self, img: np.ndarray, outside: np.ndarray | None = None,
+                 valid: np.ndarray | None = None) -> np.ndarray:
+        if self.outside == "zero":
+            return np.where(broadcast_mask(self.mask, img), img, 0).astype(np.float32)
+        keep = self.average if outside is None else outside
+        if self.outside == "blend" and valid is not None:
+            return blend_outside(img, keep, np.where(valid, blend_weights(self.mask), 0))
+        return np.where(broadcast_mask(self.mask, img), img, keep).astype(np.float32)
+
+
+def _denoise_classical(reps, mask, config: DenoiseConfig, finish: _Finish, sigma: float,
+                       nmap: np.ndarray) -> DenoiseResult:
+    """A conventional method on the (registered, with ``align='register'``) average."""
+    from .methods import CLASSICAL
+
+    if config.registers:
+        frames = Frames(len(reps), zooms=config.voxel_size)
+        _register(frames, reps, mask)
+        reps = [frames.to_frame(r, k, 0) for k, r in enumerate(reps)]
+    out = finish(CLASSICAL[config.method](reps, mask, sigma))
+    return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config, compute="cpu")
+
+
+class _HeldOut:
+    """The held-out slab of the cross stopping rule: left out of the training loss, it is
+    where the iterations and the pre-trained network (iteration 0) are scored by the cross
+    error, without the bias of a network that fitted the noise it is scored on.
+
+    Attributes: ``holdout`` (the slab's mask voxels, or None when the rule or the mask leaves
+    no slab), ``train_mask``, ``key`` (the score's name in an iteration's record), ``scored``
+    (the slab's bright voxels, or the whole slab), ``region`` (the slab and a margin: the
+    spline resampling between frames reaches a few voxels; where partial inference runs) and
+    ``record`` (what iteration 1's record says of the slab).
+    """
+
+    def __init__(self, mask: np.ndarray, average: np.ndarray, nmap: np.ndarray,
+                 config: DenoiseConfig, steps: int) -> None:
+        self.holdout, slab = None, None
+        if config.stops_early and config.holdout > 0 and steps > 0:
+            slab = holdout_slab(mask, config.holdout)
+            holdout = np.zeros_like(mask)
+            holdout[slab] = mask[slab]
+            if (mask & ~holdout).any():  # else the mask is too small to spare a slab
+                self.holdout = holdout
+        self.train_mask = mask & ~self.holdout if self.holdout is not None else mask
+        self.key = "heldout_cross_mse" if self.holdout is not None else "cross_mse"
+        self.scored, self.region, self.record = self.holdout, None, {}
+        if self.holdout is None:
+            return
         bright = bright_region(average, nmap, SCORE_MIN_SNR)
-        if (holdout & bright).sum() >= 0.1 * holdout.sum():  # else: score the whole slab
-            scored = holdout & bright
+        if (self.holdout & bright).sum() >= 0.1 * self.holdout.sum():  # else: the whole slab
+            self.scored = self.holdout & bright
+        axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
+        lo, hi = slab[axis].start, slab[axis].stop
+        self.record = {"holdout": {"axis": axis, "slices": [lo, hi],
+                                   "voxels": int(self.holdout.sum()),
+                                   "scored_voxels": int(self.scored.sum()),
+                                   "min_snr": SCORE_MIN_SNR}}
+        grown = [slice(None)] * 3
+        grown[axis] = slice(max(0, lo - 6), hi + 6)
+        self.region = np.zeros_like(mask)
+        self.region[tuple(grown)] = mask[tuple(grown)]
 
-    def apply(net, image, norm: Norm, region, flip, bar=None) -> np.ndarray:
-        """``image`` denoised by ``net`` inside ``region`` (the input elsewhere)."""
+    def score(self, reps, denoised, frames: Frames) -> tuple[float, list[float]]:
+        """The cross error of ``denoised`` on the scored voxels, and the matched gains."""
+        others = _others(denoised, frames)[1]
+        return (cross_error(reps, others, self.scored, match_gain=True),
+                [round(g, 5) for g in matched_gains(reps, others, self.scored)])
+
+
+class _LearnedRun:
+    """One run of a learned method (:func:`denoise`): the iterations, their scores on the
+    held-out slab against each other and against iteration 0, the choice of the result, and
+    the final pass of the kept network on the average.
+
+    The state between iterations: ``frames``, ``targets``, ``current`` (the last combined
+    result), ``denoised``, ``uncertainty``, ``history`` and ``results``; ``best`` is
+    (iteration, result, denoised, uncertainty) of the best scored iteration, ``weights`` the
+    network weights by iteration (the best and the last) for the final pass, and ``d0``,
+    ``score0``, ``gains0`` the pre-trained network's prediction on the slab and its score.
+    """
+
+    def __init__(self, reps, mask, average, noise: tuple[np.ndarray, float],
+                 config: DenoiseConfig, finish: _Finish, reference, init_model,
+                 progress: ProgressFactory | None) -> None:
+        from .nn.device import resolve_policy
+        from .nn.patches import block_centres
+
+        (self.nmap, self.sigma), nmap = noise, noise[0]
+        self.reps, self.mask, self.config = reps, mask, config
+        self.finish, self.reference, self.progress = finish, reference, progress
+        self.policy = resolve_policy(config.device, config.precision, config.threads)
+        base = _initial_model(config, init_model)
+        self.base_state = copy.deepcopy(base.state_dict())
+        self.model = self.policy.prepare(base)
+        self.radius = self.model.config.receptive_radius
+        self.norms = [Norm.fit(r, mask) for r in reps]
+        self.flip_axis = config.lr_axis if config.flip else None
+        self.rep_flip = self.flip_axis if config.flip_repetitions else None
+        self.n_iter = config.iterations if config.strategy == "n2a" else 1
+        self.steps = 0 if config.method == "pretrained" else config.steps
+        self.centres = (block_centres(mask, config.patch_size) if config.sampling == "blocks"
+                        else None)
+        self.heldout = _HeldOut(mask, average, nmap, config, self.steps)
+        self.has_pretrained = init_model is not None or config.init != "scratch"
+        self.frames = Frames(len(reps), zooms=config.voxel_size)
+        self.history: list[dict] = []
+        self.results: list[np.ndarray] = []
+        self.uncertainty = None
+        self.current = average
+        self.targets: list[np.ndarray] | np.ndarray = average
+        self.denoised = list(reps)
+        self.best = None
+        self.weights: dict[int, dict] = {0: self.base_state} if config.from_average else {}
+        self.d0, self.score0, self.gains0 = None, None, None
+
+    # ------------------------------------------------------------------ inference
+    def apply(self, image, norm: Norm, region, flip, bar=None) -> np.ndarray:
+        """``image`` denoised by the network inside ``region`` (the input elsewhere)."""
+        from .nn.engine import denoise_volume
+
         z = channels_first(norm.forward(image))
-        d = denoise_volume(net, z, region, policy, radius, config.block_size, flip,
-                           progress=bar.update if bar else None)
+        d = denoise_volume(self.model, z, region, self.policy, self.radius,
+                           self.config.block_size, flip, progress=bar.update if bar else None)
         return np.where(broadcast_mask(region, image), norm.inverse(channels_last(d, image.ndim)),
                         image).astype(np.float32)
 
-    def infer(net, region, bar=None) -> list[np.ndarray]:
-        """Each repetition denoised by ``net`` inside ``region``."""
-        return [apply(net, rep, norm, region, rep_flip, bar) for rep, norm in zip(reps, norms)]
+    def infer(self, region, bar=None) -> list[np.ndarray]:
+        """Each repetition denoised by the network inside ``region``."""
+        return [self.apply(rep, norm, region, self.rep_flip, bar)
+                for rep, norm in zip(self.reps, self.norms)]
 
-    def whole(it: int) -> list[np.ndarray]:
-        """Each repetition denoised by the current network on the whole mask."""
-        bar = progress(len(reps) * inference_blocks(mask, config.block_size, rep_flip is not None),
-                       f"infer {it}/{n_iter}") if progress else None
-        out = infer(model, mask, bar)
+    def whole(self, it: int) -> list[np.ndarray]:
+        """Each repetition denoised by the network on the whole mask."""
+        from .nn.engine import inference_blocks
+
+        bar = None
+        if self.progress:
+            blocks = inference_blocks(self.mask, self.config.block_size, self.rep_flip is not None)
+            bar = self.progress(len(self.reps) * blocks, f"infer {it}/{self.n_iter}")
+        out = self.infer(self.mask, bar)
         if bar:
             bar.close()
         return out
 
-    history: list[dict] = []
-    results: list[np.ndarray] = []
-    n = len(reps)
-    frames = Frames(n, zooms=config.voxel_size)
-    uncertainty = None
-    current = average
-    targets: list[np.ndarray] | np.ndarray = average
-    denoised = list(reps)
-    start = 1
-    if resume is not None:
-        history, current, denoised = list(resume.history), resume.result, resume.denoised
-        if history and "frames" in history[-1]:
-            frames = Frames(n, history[-1]["frames"], config.voxel_size)
-        current, targets, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
-        results = [resume.result]  # earlier iterations' results are in the checkpoint files
-        start = resume.iteration + 1
-    best = (start - 1, current, denoised, uncertainty) if resume is not None else None
-    # network weights by iteration (the last and the best), for the final pass on the average;
-    # an iteration finished before a resume has none, and its result stays the mean
-    weights: dict[int, dict] = {0: base_state} if config.from_average else {}
-    # iteration 1 as Noise2Noise: each repetition towards the other noisy ones
-    first_others = config.strategy == "n2a" and config.first_target == "others"
-    first_rec: dict = {}
-    if config.strategy == "n2a" and resume is None:
-        first_rec["first_target"] = config.first_target
-    if resume is None and config.registers:
-        # The first target (the average, or the other repetitions) is registered as well: noisy
-        # repetitions register well enough with a whole brain's voxels, and a misaligned target
-        # would teach iteration 1 the misalignment's blur. The denoised ones refine these frames.
-        t0 = time.perf_counter()
-        _register(frames, reps, mask)
-        if steps > 0 and not first_others:
-            _, targets, _, _ = _combine(reps, reps, frames, mask, config, finish)
-        first_rec.update({"target_frames": frames.to_list(),
-                          "target_frame_shift_voxels": [round(v, 4) for v in frames.shifts(mask)],
-                          "target_align_seconds": round(time.perf_counter() - t0, 2)})
-    if resume is None and first_others:
-        # a Noise2Noise first iteration: the other noisy repetitions, in each one's own frame
-        targets = [t.astype(np.float32) for t in _others(reps, frames)[1]]
-    region = None  # the slab and a margin (the spline resampling between frames reaches a few
-    # voxels): where iteration 0, and the last iteration before it is kept, are inferred
-    if holdout is not None:
-        axis = next(a for a, sl in enumerate(slab) if sl != slice(None))
-        lo, hi = slab[axis].start, slab[axis].stop
-        first_rec["holdout"] = {"axis": axis, "slices": [lo, hi], "voxels": int(holdout.sum()),
-                                "scored_voxels": int(scored.sum()), "min_snr": SCORE_MIN_SNR}
-        grown = [slice(None)] * 3
-        grown[axis] = slice(max(0, lo - 6), hi + 6)
-        region = np.zeros_like(mask)
-        region[tuple(grown)] = mask[tuple(grown)]
-    d0, score0, gains0 = None, None, None
-    if region is not None and (init_model is not None or config.init != "scratch"):
-        # iteration 0: the pre-trained prediction on the slab; scored when the last iteration
-        # is, with the same frames
-        t0 = time.perf_counter()
-        d0 = infer(model, region)
-        first_rec["pretrained_seconds"] = round(time.perf_counter() - t0, 2)
+    # ------------------------------------------------------------------ the run
+    def run(self, resume: IterationState | None, on_iteration, all_iterations: bool
+            ) -> DenoiseResult:
+        start = self._resume(resume)
+        first = self._first_target(resume)
+        for it in range(start, self.n_iter + 1):
+            if self._iteration(it, first if it == 1 else {}, on_iteration, all_iterations):
+                break  # the cross error rose: the previous iteration stays the result
+        selected = self._select()
+        output_from = self._output_pass(selected)
+        return DenoiseResult(self.current, self.denoised, self.results, self.mask, self.nmap,
+                             self.sigma, self.history, self.config, self.policy.describe(),
+                             self.uncertainty, selected, output_from)
 
-    def score_pretrained() -> tuple[float, list[float]]:
-        """Iteration 0's held-out score and gains, with the frames at hand."""
-        others0 = _others(d0, frames)[1]
-        return (cross_error(reps, others0, scored, match_gain=True),
-                [round(g, 5) for g in matched_gains(reps, others0, scored)])
+    def _resume(self, resume: IterationState | None) -> int:
+        """The first iteration to run, after restoring the state of a resumed run."""
+        if resume is None:
+            return 1
+        self.history, self.denoised = list(resume.history), resume.denoised
+        if self.history and "frames" in self.history[-1]:
+            self.frames = Frames(len(self.reps), self.history[-1]["frames"],
+                                 self.config.voxel_size)
+        self.current, self.targets, _, self.uncertainty = _combine(
+            self.reps, self.denoised, self.frames, self.mask, self.config, self.finish)
+        self.results = [resume.result]  # earlier iterations' results are in the checkpoint files
+        self.best = (resume.iteration, self.current, self.denoised, self.uncertainty)
+        return resume.iteration + 1
 
-    for it in range(start, n_iter + 1):
-        rec: dict = {"iteration": it, **(first_rec if it == 1 else {})}
+    def _first_target(self, resume: IterationState | None) -> dict:
+        """Iteration 1's target and record: the registered average, or with
+        ``first_target='others'`` the other noisy repetitions (a Noise2Noise first
+        iteration); then iteration 0, the pre-trained prediction on the slab."""
+        config, reps, mask = self.config, self.reps, self.mask
+        first_others = config.strategy == "n2a" and config.first_target == "others"
+        rec: dict = {}
+        if config.strategy == "n2a" and resume is None:
+            rec["first_target"] = config.first_target
+        if resume is None and config.registers:
+            # The first target is registered as well: noisy repetitions register well enough
+            # with a whole brain's voxels, and a misaligned target would teach iteration 1 the
+            # misalignment's blur. The denoised ones refine these frames.
+            t0 = time.perf_counter()
+            _register(self.frames, reps, mask)
+            if self.steps > 0 and not first_others:
+                _, self.targets, _, _ = _combine(reps, reps, self.frames, mask, config,
+                                                 self.finish)
+            rec.update({"target_frames": self.frames.to_list(),
+                        "target_frame_shift_voxels": [round(v, 4)
+                                                      for v in self.frames.shifts(mask)],
+                        "target_align_seconds": round(time.perf_counter() - t0, 2)})
+        if resume is None and first_others:  # each one's own frame
+            self.targets = [t.astype(np.float32) for t in _others(reps, self.frames)[1]]
+        rec.update(self.heldout.record)
+        if self.heldout.region is not None and self.has_pretrained:
+            # scored when the last iteration is, with the same frames
+            t0 = time.perf_counter()
+            self.d0 = self.infer(self.heldout.region)
+            rec["pretrained_seconds"] = round(time.perf_counter() - t0, 2)
+        return rec
+
+    def _iteration(self, it: int, first: dict, on_iteration, all_iterations: bool) -> bool:
+        """Train, infer and combine iteration ``it``; True when the run stops after it."""
+        import torch
+
+        config = self.config
+        rec: dict = {"iteration": it, **first}
         if it > 1 and config.restart:
-            model.load_state_dict(base_state)
+            self.model.load_state_dict(self.base_state)
         torch.manual_seed(config.seed + it)
-        if steps > 0:
-            inputs, train_targets = residual_pairs(config.strategy, reps, norms, targets, reference,
-                                                   frames if config.registers else None)
-            sampler = PatchSampler(inputs, train_targets, train_mask, config.patch_size,
-                                   config.batch_size,
-                                   flip_axes=(flip_axis,) if flip_axis is not None else (),
-                                   centres=centres)
-            bar = progress(steps, f"train {it}/{n_iter}") if progress else None
-            # fine-tuning keeps any batch-norm statistics of the initial model (nn.engine.fit)
-            state = fit(model, sampler, steps, config.lr, policy, seed=config.seed + it,
-                        schedule=config.schedule, freeze_bn=True,
-                        progress=(lambda n, loss: (bar.update(n), bar.set_postfix(loss=f"{loss:.4f}")))
-                        if bar else None)
-            if bar:
-                bar.close()
-            rec.update(train_seconds=round(state.seconds, 2), losses=state.losses)
-        # The last iteration forms no target: it is scored on the slab first (with the frames
-        # the previous iteration gave, as iteration 0 is) and completed on the whole mask only
-        # if it is kept - a whole-brain pass saved whenever an earlier iteration wins.
-        lazy = (region is not None and config.stops_early and it == n_iter
-                and (best is not None or d0 is not None))
+        if self.steps > 0:
+            rec.update(self._train(it))
+        full, wins, lazy = self._infer_iteration(it, rec, all_iterations)
+        if full is None:
+            rec["inferred_on"] = "held-out slab"  # lost: no whole-mask result
+            self.history.append(rec)
+        else:
+            self._combine_iteration(it, rec, full, wins, lazy, on_iteration)
+        if config.from_average:
+            kept = self.best[0] if self.best is not None else 0
+            self.weights = {k: v for k, v in self.weights.items() if k in (0, kept)}
+            self.weights[it] = copy.deepcopy(self.model.state_dict())
+        return self.best is not None and self.best[0] != it and config.stops_early
+
+    def _train(self, it: int) -> dict:
+        """Fine-tune the network towards the current targets; the record's training entries."""
+        from .nn.engine import fit
+        from .nn.patches import PatchSampler
+        from .nn.strategies import residual_pairs
+
+        config = self.config
+        inputs, train_targets = residual_pairs(config.strategy, self.reps, self.norms,
+                                               self.targets, self.reference,
+                                               self.frames if config.registers else None)
+        sampler = PatchSampler(inputs, train_targets, self.heldout.train_mask, config.patch_size,
+                               config.batch_size,
+                               flip_axes=(self.flip_axis,) if self.flip_axis is not None else (),
+                               centres=self.centres)
+        bar = self.progress(self.steps, f"train {it}/{self.n_iter}") if self.progress else None
+        # fine-tuning keeps any batch-norm statistics of the initial model (nn.engine.fit)
+        state = fit(self.model, sampler, self.steps, config.lr, self.policy,
+                    seed=config.seed + it, schedule=config.schedule, freeze_bn=True,
+                    progress=(lambda n, loss: (bar.update(n),
+                                               bar.set_postfix(loss=f"{loss:.4f}")))
+                    if bar else None)
+        if bar:
+            bar.close()
+        return {"train_seconds": round(state.seconds, 2), "losses": state.losses}
+
+    def _infer_iteration(self, it: int, rec: dict, all_iterations: bool):
+        """The iteration's denoised repetitions on the whole mask (None when a lazy last
+        iteration loses), whether it wins, and whether it was lazy.
+
+        The last iteration forms no target: it is scored on the slab first (with the frames
+        the previous iteration gave, as iteration 0 is) and completed on the whole mask only
+        if it is kept - a whole-brain pass saved whenever an earlier iteration wins."""
+        ho = self.heldout
+        lazy = (ho.region is not None and self.config.stops_early and it == self.n_iter
+                and (self.best is not None or self.d0 is not None))
         full, infer_s, wins = None, 0.0, True
         if not lazy or all_iterations:
             t0 = time.perf_counter()
-            full = whole(it)
+            full = self.whole(it)
             infer_s += time.perf_counter() - t0
         if lazy:
             t0 = time.perf_counter()
-            part = infer(model, region) if full is None else [
-                np.where(broadcast_mask(region, r), f, r) for f, r in zip(full, reps)]
+            part = self.infer(ho.region) if full is None else [
+                np.where(broadcast_mask(ho.region, r), f, r) for f, r in zip(full, self.reps)]
             infer_s += time.perf_counter() - t0
-            others = _others(part, frames)[1]
-            rec[key] = cross_error(reps, others, scored, match_gain=True)
-            rec["heldout_gains"] = [round(g, 5) for g in matched_gains(reps, others, scored)]
-            if d0 is not None:
-                score0, gains0 = score_pretrained()
-            rivals = [_score({key: score0}, key)] + (
-                [_score(history[best[0] - 1], key)] if best is not None else [])
-            wins = _score(rec, key) <= min(rivals)
+            rec[ho.key], rec["heldout_gains"] = ho.score(self.reps, part, self.frames)
+            if self.d0 is not None:
+                self.score0, self.gains0 = ho.score(self.reps, self.d0, self.frames)
+            rivals = [_score({ho.key: self.score0}, ho.key)] + (
+                [_score(self.history[self.best[0] - 1], ho.key)] if self.best is not None
+                else [])
+            wins = _score(rec, ho.key) <= min(rivals)
             if full is None and wins:
                 t0 = time.perf_counter()
-                full = whole(it)
+                full = self.whole(it)
                 infer_s += time.perf_counter() - t0
         rec["infer_seconds"] = round(infer_s, 2)
-        if full is None:
-            rec["inferred_on"] = "held-out slab"  # lost: no whole-mask result
-            history.append(rec)
-        else:
-            denoised = full
-            t0 = time.perf_counter()
-            # a lost last iteration (inferred only for all_iterations) leaves the frames, the
-            # best iteration and the checkpoint as they would be without it
-            own = frames if wins else copy.deepcopy(frames)
-            if config.registers:
-                _register(own, denoised, mask)
-                rec["frames"] = own.to_list()
-                rec["frame_shift_voxels"] = [round(v, 4) for v in own.shifts(mask)]
-            current, targets, diagnostics, uncertainty = _combine(
-                reps, denoised, own, mask, config, finish, None if lazy else scored)
-            rec.update(diagnostics)
-            rec["align_seconds"] = round(time.perf_counter() - t0, 2)
-            results.append(current)
-            history.append(rec)
-            if wins and on_iteration is not None:
-                on_iteration(IterationState(it, current, list(denoised), list(history)))
-            if wins and (best is None or _score(rec, key) < _score(history[best[0] - 1], key)):
-                best = (it, current, denoised, uncertainty)
-        if config.from_average:
-            kept = best[0] if best is not None else 0
-            weights = {k: v for k, v in weights.items() if k in (0, kept)}
-            weights[it] = copy.deepcopy(model.state_dict())
-        if best is not None and best[0] != it and config.stops_early:
-            break  # the cross error rose: the previous iteration stays the result
+        return full, wins, lazy
 
-    selected = history[-1]["iteration"] if history else 1
-    if config.stops_early and history and (best is not None or d0 is not None):
-        best_score = np.inf  # best is None: iteration 0 against one unkept iteration
-        if best is not None:
-            selected, current, denoised, uncertainty = best
-            best_score = _score(history[selected - 1], key)
-        if d0 is not None:
-            if score0 is None:  # the loop stopped before its last iteration
-                score0, gains0 = score_pretrained()
-            history[0]["pretrained_heldout_cross_mse"] = score0
-            history[0]["pretrained_heldout_gains"] = gains0
-        if _score({key: score0}, key) < best_score:
-            # fine-tuning made it worse on the held-out slab: the pre-trained network's
-            # prediction, on the whole mask, is the result
-            model.load_state_dict(base_state)
-            denoised = infer(model, mask)
-            if config.registers:  # the frames of the result, recorded with iteration 0's score
-                _register(frames, denoised, mask)
-                history[0]["pretrained_frames"] = frames.to_list()
-                history[0]["pretrained_frame_shift_voxels"] = [
-                    round(v, 4) for v in frames.shifts(mask)]
-            current, _, _, uncertainty = _combine(reps, denoised, frames, mask, config, finish)
-            selected = 0
-    output_from = "denoised"
-    if config.from_average and selected in weights and history:
-        # the kept network once more, on the average of the noisy repetitions in rep 1's frame
+    def _combine_iteration(self, it: int, rec: dict, full, wins: bool, lazy: bool,
+                           on_iteration) -> None:
+        """Register and combine the iteration's denoised repetitions into its result and the
+        next targets; checkpoint it and keep it as the best when it wins."""
+        config, key = self.config, self.heldout.key
+        self.denoised = full
         t0 = time.perf_counter()
-        model.load_state_dict(weights[selected])
-        mean_in = np.mean([frames.to_frame(r, k, 0) for k, r in enumerate(reps)], axis=0)
-        mean_in = mean_in.astype(np.float32)
+        # a lost last iteration (inferred only for all_iterations) leaves the frames, the
+        # best iteration and the checkpoint as they would be without it
+        own = self.frames if wins else copy.deepcopy(self.frames)
+        if config.registers:
+            _register(own, full, self.mask)
+            rec["frames"] = own.to_list()
+            rec["frame_shift_voxels"] = [round(v, 4) for v in own.shifts(self.mask)]
+        self.current, self.targets, diagnostics, self.uncertainty = _combine(
+            self.reps, full, own, self.mask, config, self.finish,
+            None if lazy else self.heldout.scored)
+        rec.update(diagnostics)
+        rec["align_seconds"] = round(time.perf_counter() - t0, 2)
+        self.results.append(self.current)
+        self.history.append(rec)
+        if wins and on_iteration is not None:
+            on_iteration(IterationState(it, self.current, list(full), list(self.history)))
+        if wins and (self.best is None
+                     or _score(rec, key) < _score(self.history[self.best[0] - 1], key)):
+            self.best = (it, self.current, full, self.uncertainty)
+
+    def _select(self) -> int:
+        """The kept iteration: the best scored one, or 0 when the pre-trained network's
+        prediction scores better on the slab (then inferred on the whole mask)."""
+        config, key, history = self.config, self.heldout.key, self.history
+        selected = history[-1]["iteration"] if history else 1
+        if not (config.stops_early and history and (self.best is not None
+                                                     or self.d0 is not None)):
+            return selected
+        best_score = np.inf  # best is None: iteration 0 against one unkept iteration
+        if self.best is not None:
+            selected, self.current, self.denoised, self.uncertainty = self.best
+            best_score = _score(history[selected - 1], key)
+        if self.d0 is not None:
+            if self.score0 is None:  # the loop stopped before its last iteration
+                self.score0, self.gains0 = self.heldout.score(self.reps, self.d0, self.frames)
+            history[0]["pretrained_heldout_cross_mse"] = self.score0
+            history[0]["pretrained_heldout_gains"] = self.gains0
+        if _score({key: self.score0}, key) >= best_score:
+            return selected
+        # fine-tuning made it worse on the held-out slab: the pre-trained network's
+        # prediction, on the whole mask, is the result
+        self.model.load_state_dict(self.base_state)
+        self.denoised = self.infer(self.mask)
+        if config.registers:  # the frames of the result, recorded with iteration 0's score
+            _register(self.frames, self.denoised, self.mask)
+            history[0]["pretrained_frames"] = self.frames.to_list()
+            history[0]["pretrained_frame_shift_voxels"] = [
+                round(v, 4) for v in self.frames.shifts(self.mask)]
+        self.current, _, _, self.uncertainty = _combine(self.reps, self.denoised, self.frames,
+                                                        self.mask, config, self.finish)
+        return 0
+
+    def _output_pass(self, selected: int) -> str:
+        """With ``output_from='average'``: the kept network once more, on the average of the
+        noisy repetitions in rep 1's frame, becomes the result. Returns the output's source."""
+        if not (self.config.from_average and selected in self.weights and self.history):
+            return "denoised"
+        t0 = time.perf_counter()
+        self.model.load_state_dict(self.weights[selected])
+        mean_in = np.mean([self.frames.to_frame(r, k, 0) for k, r in enumerate(self.reps)],
+                          axis=0).astype(np.float32)
         # with ``blend`` the network also runs on the rim it fades over
-        valid = blend_weights(mask) > 0 if config.outside == "blend" else mask
-        current = finish(apply(model, mean_in, Norm.fit(mean_in, mask), valid, flip_axis),
-                         mean_in, valid)
-        output_from = "average"
-        history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
-    return DenoiseResult(current, denoised, results, mask, nmap, sigma, history, config,
-                         policy.describe(), uncertainty, selected, output_from)
+        valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
+        self.current = self.finish(self.apply(mean_in, Norm.fit(mean_in, self.mask), valid,
+                                              self.flip_axis), mean_in, valid)
+        self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
+        return "average"

@@ -123,7 +123,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     from .io import nifti
     from .io.checkpoint_runs import RunCheckpoint
     from .pipeline import denoise
-    from .provenance import environment, file_sha256, write_sidecar
+    from .provenance import file_sha256
 
     t_start = time.perf_counter()
     out = Path(output)
@@ -134,13 +134,9 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     config_changes.setdefault("lr_axis", lr_axis(like.affine))
     config_changes.setdefault("voxel_size", tuple(float(z) for z in like.header.get_zooms()[:3]))
     config = DenoiseConfig(**config_changes)
-    ref_arr = None
-    if config.method == "supervised":
-        if not reference:
-            raise InputError("--method supervised needs --reference CLEAN.nii.gz")
-        ref_arr, ref_img = nifti.load_volume(reference)
-        nifti.check_same_grid([like, ref_img], [reps_paths[0], Path(reference)],
-                              [arrays[0].shape, ref_arr.shape])
+    ref_arr = (nifti.load_reference(reference, like, reps_paths[0], arrays[0].shape)
+               if config.method == "supervised" else None)
+    if ref_arr is not None:
         inputs.append(Path(reference))
     if (config.init not in ("pretrained", "pretrained-munet", "scratch")
             and not Path(config.init).is_file()):
@@ -157,15 +153,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         check_output(f, inputs, force)
     ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(nifti_stem(out)[1] + ".ckpt")
     ckpt = RunCheckpoint(ckpt_dir, config, [file_sha256(p) for p in reps_paths])
-    if ckpt.exists() and not resume:
-        if not force:
-            raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
-                             "--resume to continue it or --force to start over")
-        ckpt.remove()
-    state = ckpt.load() if resume else None
-    if resume and state is None and not quiet:
-        print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",
-              file=sys.stderr)
+    state = _open_checkpoint(ckpt, ckpt_dir, resume, force, quiet)
     registration = None
     if register:  # rigid, in world space, onto rep 1's grid (see noise2average.coregister)
         from .coregister import register_repetitions
@@ -181,14 +169,33 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
                      on_iteration=ckpt.save if config.method in LEARNED_METHODS else None,
                      progress=None if quiet else clock.progress,
                      all_iterations=save_iterations)
-    record = {
+    record = _run_record(config, inputs, result, mask_arr is not None, registration, t_start)
+    record["snr_estimate"] = _snr_estimate(arrays, result, config)
+    record["warnings"] = _run_warnings(arrays, result, config, record["snr_estimate"],
+                                       automatic_mask=mask_arr is None)
+    if "report" in files:  # first: a failure here leaves the checkpoint, so --resume works
+        _write_report(files["report"], arrays, result, like, record, out)
+    _write_volumes(files, result, record, like, ckpt, n_iter)
+    ckpt.remove()  # the outputs are complete: the checkpoint has served
+    if not quiet:
+        print(run_summary(out, record, result.mask, files.get("report")), file=sys.stderr)
+    return result
+
+
+def _run_record(config, inputs: list[Path], result, mask_given: bool, registration,
+                t_start: float) -> dict:
+    """The provenance of a run, shared by its sidecars (the losses shortened to first/last)."""
+    from .config import LEARNED_METHODS
+    from .provenance import environment, file_sha256
+
+    return {
         "Description": f"noise2average {config.method} denoising",
         "config": config.to_dict(),
         "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in inputs],
         "environment": environment(),
         "compute": result.compute,
         "model": _model_identity(config) if config.method in LEARNED_METHODS else None,
-        "mask": "given" if mask_arr is not None else "automatic head mask of the average",
+        "mask": "given" if mask_given else "automatic head mask of the average",
         "registration": registration,
         "noise_sigma_estimate": result.sigma,
         "selected_iteration": result.selected_iteration,
@@ -198,18 +205,34 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
                      if h.get("losses") else {}) for h in result.history],
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
-    record["snr_estimate"] = _snr_estimate(arrays, result, config)
-    record["warnings"] = _run_warnings(arrays, result, config, record["snr_estimate"],
-                                       automatic_mask=mask_arr is None)
-    if "report" in files:  # first: a failure here leaves the checkpoint, so --resume works
-        _write_report(files["report"], arrays, result, like, record, out)
+
+def _open_checkpoint(ckpt, ckpt_dir: Path, resume: bool, force: bool, quiet: bool):
+    """The state to resume from (None: start afresh). A checkpoint left by an interrupted run
+    needs ``--resume`` or ``--force``; ``--resume`` without one says so and starts afresh."""
+    if ckpt.exists() and not resume:
+        if not force:
+            raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
+                             "--resume to continue it or --force to start over")
+        ckpt.remove()
+    state = ckpt.load() if resume else None
+    if resume and state is None and not quiet:
+        print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",
+              file=sys.stderr)
+    return state
+
+
+def _write_volumes(files: dict, result, record: dict, like, ckpt, n_iter: int) -> None:
+    """Every NIfTI output of a run (the report is written before), each with its sidecar."""
+    from .io import nifti
+    from .provenance import write_sidecar
+
     images = {"output": result.output, "noise-map": result.noise_map,
               "uncertainty": result.uncertainty}
     images.update({f"rep-{k}": rep for k, rep in enumerate(result.denoised, 1)})
     first_iter = n_iter - len(result.iterations) + 1  # a resumed run holds the later ones only
     images.update({f"iter-{i}": img for i, img in enumerate(result.iterations, first_iter)})
     for role, path in files.items():
-        if role == "report":  # written above
+        if role == "report":
             continue
         img = images.get(role)
         if img is None:  # an iteration finished before the run was resumed
@@ -217,10 +240,6 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
         nifti.save_volume(path, img, like)
         write_sidecar(path, {**record, "role": role,
                              "outputs": {r: str(p) for r, p in files.items()}})
-    ckpt.remove()  # the outputs are complete: the checkpoint has served
-    if not quiet:
-        print(run_summary(out, record, result.mask, files.get("report")), file=sys.stderr)
-    return result
 
 
 def _run_warnings(arrays, result, config, snr: dict, automatic_mask: bool) -> list[str]:

@@ -302,6 +302,33 @@ def _copy_file(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def _planned_outputs(out: Path, n_reps: int, save_reps: bool, save_noise_map: bool,
+                     report: bool) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The NIfTI outputs of a diffusion run by role, and the other files (gradient table,
+    report)."""
+    folder, stem = nifti_stem(out)
+    ext = nifti_ext(out)
+    files = {"output": out}
+    if save_reps:
+        files.update({f"rep-{k}": folder / f"{stem}_rep-{k}{ext}" for k in range(1, n_reps + 1)})
+    if save_noise_map:
+        files["noise-map"] = folder / f"{stem}_noisemap{ext}"
+    extra = {"bval": folder / f"{stem}.bval", "bvec": folder / f"{stem}.bvec"}
+    if report:
+        extra["report"] = folder / f"{stem}_report.html"
+    return files, extra
+
+
+def _model_identity(config) -> dict:
+    """Which diffusion weights a learned run started from, with their SHA-256."""
+    from .io.weights import packaged_path, sha256
+
+    if config.init == "scratch":
+        return {"init": "scratch", "preset": config.preset}
+    path = packaged_path("dwi") if config.init == "pretrained" else Path(config.init)
+    return {"init": config.init, "file": path.name, "sha256": sha256(path)}
+
+
 def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 7,
                     reference=None, save_reps: bool = False, save_noise_map: bool = False,
                     checkpoint=None, resume: bool = False, force: bool = False,
@@ -332,13 +359,9 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
         config_changes.setdefault("voxel_size",
                                   tuple(float(z) for z in like.header.get_zooms()[:3]))
     config = DenoiseConfig(**config_changes)
-    ref_arr = None
-    if config.method == "supervised":
-        if not reference:
-            raise InputError("--method supervised needs --reference CLEAN.nii.gz")
-        ref_arr, ref_img = nifti.load_volume(reference, ndim=4)
-        nifti.check_same_grid([like, ref_img], [paths[0], Path(reference)],
-                              [arrays[0].shape, ref_arr.shape])
+    ref_arr = (nifti.load_reference(reference, like, paths[0], arrays[0].shape)
+               if config.method == "supervised" else None)
+    if ref_arr is not None:
         inputs.append(Path(reference))
     if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
         raise InputError(f"--init {config.init}: no such model file")
@@ -346,17 +369,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     if save_reps and not learned:
         raise InputError(f"--save-reps: method {config.method!r} gives the average only")
     base = initial_dwi_model(config, group_size) if learned else None
-    folder, stem = nifti_stem(out)
-    ext = nifti_ext(out)
-    files = {"output": out}
-    if save_reps:
-        files.update({f"rep-{k}": folder / f"{stem}_rep-{k}{ext}"
-                      for k in range(1, len(arrays) + 1)})
-    if save_noise_map:
-        files["noise-map"] = folder / f"{stem}_noisemap{ext}"
-    extra = {"bval": folder / f"{stem}.bval", "bvec": folder / f"{stem}.bvec"}
-    if report:
-        extra["report"] = folder / f"{stem}_report.html"
+    stem = nifti_stem(out)[1]
+    files, extra = _planned_outputs(out, len(arrays), save_reps, save_noise_map, report)
     for f in list(files.values()) + list(extra.values()):
         check_output(f, inputs, force)
     ckpt_dir = Path(checkpoint) if checkpoint else out.with_name(stem + ".ckpt")
@@ -374,15 +388,7 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
                          group_size=group_size, reference=ref_arr, init_model=base, done=done,
                          on_group=ckpt.save if learned else None,
                          progress=None if quiet else lambda n, d: progress_bar(n, d, False))
-    model_id = None
-    if learned:
-        from .io.weights import packaged_path, sha256
-
-        if config.init == "scratch":
-            model_id = {"init": "scratch", "preset": config.preset}
-        else:
-            mp = packaged_path("dwi") if config.init == "pretrained" else Path(config.init)
-            model_id = {"init": config.init, "file": mp.name, "sha256": sha256(mp)}
+    model_id = _model_identity(config) if learned else None
     record = {
         "Description": f"noise2average {config.method} denoising of a diffusion series",
         "config": config.to_dict(),
@@ -415,18 +421,24 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     _copy_file(grad_files[len(grad_files) // 2], extra["bvec"])
     ckpt.remove()
     if not quiet:
-        lines = [f"n2a denoise: wrote {out} in {record['wall_seconds']:.0f} s "
-                 f"({len(result.plan.groups)} groups)"]
-        if result.contrast_kept is not None:
-            lines.append(f"  contrast: the denoised repetitions keep "
-                         f"{100 * result.contrast_kept:.1f} % of the contrast between diffusion "
-                         "directions (estimated from the repetitions; below 100 %, FA is "
-                         "biased low)")
-        if report:
-            lines.append(f"  report:   {extra['report']}")
-        lines += [f"  warning:  {w}" for w in record["warnings"]]
-        print("\n".join(lines), file=sys.stderr)
+        print(dwi_summary(out, record, result, extra.get("report")), file=sys.stderr)
     return result
+
+
+def dwi_summary(out: Path, record: dict, result, report: Path | None) -> str:
+    """What a finished diffusion run tells the terminal: the output, the time, the
+    directional contrast kept, the report, and any warnings."""
+    lines = [f"n2a denoise: wrote {out} in {record['wall_seconds']:.0f} s "
+             f"({len(result.plan.groups)} groups)"]
+    if result.contrast_kept is not None:
+        lines.append(f"  contrast: the denoised repetitions keep "
+                     f"{100 * result.contrast_kept:.1f} % of the contrast between diffusion "
+                     "directions (estimated from the repetitions; below 100 %, FA is "
+                     "biased low)")
+    if report is not None:
+        lines.append(f"  report:   {report}")
+    lines += [f"  warning:  {w}" for w in record["warnings"]]
+    return "\n".join(lines)
 
 
 #: below this share of the directional contrast kept, a run warns that FA comes out biased low

@@ -124,6 +124,16 @@ def split_series(path: Path, needs: str = "Noise2Average"
     return arrays, [like] * len(arrays)
 
 
+def load_reference(path, like: nib.Nifti1Image, first: Path, shape: tuple) -> np.ndarray:
+    """The clean reference of a supervised run (3D, or 4D for a series as ``shape`` says),
+    refused when missing or off the grid of ``like``, the first repetition ``first``."""
+    if not path:
+        raise InputError("--method supervised needs --reference CLEAN.nii.gz")
+    ref, img = load_volume(path, ndim=len(shape))
+    check_same_grid([like, img], [Path(first), Path(path)], [tuple(shape), ref.shape])
+    return ref
+
+
 def check_same_grid(imgs: list[nib.Nifti1Image], paths: list[Path], shapes: list[tuple]) -> None:
     ref_shape, ref_aff = shapes[0], imgs[0].affine
     for img, p, s in zip(imgs[1:], paths[1:], shapes[1:]):
