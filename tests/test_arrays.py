@@ -71,3 +71,16 @@ def test_holdout_slab_is_one_central_slab_holding_the_fraction():
     small = np.zeros((8, 8, 8), bool)
     small[2:6, 2:6, 2:6] = True
     assert holdout_slab(small, 0.01, min_thickness=3)[0].stop - holdout_slab(small, 0.01)[0].start == 3
+
+
+def test_method_registry_matches_the_method_tables():
+    from noise2average.config import CLASSICAL_METHODS, DWI_METHODS, METHODS
+    from noise2average.methods import CLASSICAL, DIFFUSION, REGISTRY
+    from noise2average.methods.registry import method_help
+
+    # every conventional function has its registry entry and the reverse
+    assert set(CLASSICAL) == set(CLASSICAL_METHODS)
+    assert set(DIFFUSION) == {n for n, m in REGISTRY.items() if m.series and not m.learned}
+    assert set(DWI_METHODS) < set(DIFFUSION) and set(METHODS) == set(REGISTRY)
+    assert all(m.volumes or m.series for m in REGISTRY.values())
+    assert all(name in method_help() for name in REGISTRY)

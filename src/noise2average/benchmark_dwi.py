@@ -31,7 +31,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-CONVENTIONAL = ("mppca", "dwidenoise", "patch2self")
+from .config import DWI_METHODS
+
+CONVENTIONAL = DWI_METHODS  # the series-only methods of methods.registry
 LEARNED = ("pretrained", "n2n", "n2a", "supervised")
 DEFAULT_METHODS = ("noisy", "average") + CONVENTIONAL + ("n2n", "n2a", "supervised")
 

@@ -24,6 +24,8 @@ BLOCK_HELP = ("inference block edge in voxels (default 160: a 2.4 GB peak on a 1
 
 
 def _add_denoise(sub) -> None:
+    from .methods.registry import method_help
+
     d = sub.add_parser(
         "denoise", help="denoise co-registered repetitions of one subject",
         usage="n2a denoise REP [REP ...] -o OUTPUT [options]", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -59,11 +61,7 @@ def _add_denoise(sub) -> None:
     io.add_argument("--checkpoint", help="checkpoint folder (default: OUTPUT's name + .ckpt)")
     io.add_argument("--resume", action="store_true", help="continue from the checkpoint folder")
     m = d.add_argument_group("method")
-    m.add_argument("--method", default="n2a-aligned",
-                   help="n2a-aligned (default: Noise2Average, denoised repetitions "
-                        "re-registered), n2a (the paper's method), n2n, supervised, pretrained; "
-                        "on the average: average, bm4d, aonlm, nlmeans; diffusion: mppca, "
-                        "dwidenoise, patch2self")
+    m.add_argument("--method", default="n2a-aligned", help=method_help())
     m.add_argument("--init", default="pretrained",
                    help="pretrained (the shipped U-Net), pretrained-munet, scratch, or a "
                         ".safetensors PATH")

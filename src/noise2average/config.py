@@ -6,13 +6,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from .errors import InputError
+from .methods.registry import names
 
 #: ``init`` values naming a shipped T1w model (``io.weights.PACKAGED``): the default U-Net and
 #: the MU-Net it replaced
 PACKAGED_INITS = {"pretrained": "t1w", "pretrained-munet": "t1w-munet"}
-LEARNED_METHODS = ("n2a-aligned", "n2a", "n2n", "supervised", "pretrained")
-CLASSICAL_METHODS = ("average", "bm4d", "aonlm", "nlmeans")
-DWI_METHODS = ("mppca", "dwidenoise", "patch2self")  # 4D diffusion series only
+# views of methods.registry.REGISTRY, the one list of methods
+LEARNED_METHODS = names(learned=True)
+CLASSICAL_METHODS = names(learned=False, volumes=True)  # on the (registered) average
+DWI_METHODS = names(volumes=False, series=True)  # 4D diffusion series only
+VOLUME_ONLY_METHODS = names(volumes=True, series=False)
 METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
 # What `n2a benchmark` runs when --methods is not given.
 BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import LEARNED_METHODS, DenoiseConfig
+from .config import LEARNED_METHODS, VOLUME_ONLY_METHODS, DenoiseConfig
+from .methods.registry import names
 from .errors import InputError
 
 #: diffusion presets that the T1w preset names stand for in DWI mode
@@ -248,10 +249,9 @@ def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0
 
 def _check_method(config: DenoiseConfig, reference, shape) -> None:
     """Refuse the 3D-only methods, and a supervised run without a matching reference."""
-    if config.method in ("bm4d", "aonlm", "nlmeans"):
+    if config.method in VOLUME_ONLY_METHODS:
         raise InputError(f"method {config.method!r} is for 3D images; for diffusion series use "
-                         "n2a, n2n, supervised, pretrained, average, mppca, dwidenoise or "
-                         "patch2self")
+                         f"{', '.join(names(series=True))}")
     if config.method == "supervised":
         if reference is None:
             raise InputError("method 'supervised' needs a clean reference series")

@@ -10,8 +10,10 @@ from ..errors import InputError
 
 Method = Callable[[Sequence[np.ndarray], np.ndarray, float], np.ndarray]
 
-#: pip package that each optional method needs
-EXTRAS = {"bm4d": "bm4d", "aonlm": "antspyx", "nlmeans": "dipy"}
+from .registry import REGISTRY
+
+#: pip package that each optional 3D method needs (from the registry)
+EXTRAS = {n: m.extra for n, m in REGISTRY.items() if m.extra and m.volumes}
 
 
 def _require(method: str):
