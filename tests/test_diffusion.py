@@ -173,7 +173,7 @@ def test_shape_and_method_errors(small_series):
     with pytest.raises(InputError, match="b-values"):
         denoise_dwi(reps, ph.bvals[:-1], ph.bvecs[:-1])
     with pytest.raises(InputError, match="3D images"):
-        denoise_dwi(reps, ph.bvals, ph.bvecs, config=DenoiseConfig(method="bm4d"))
+        denoise_dwi(reps, ph.bvals, ph.bvecs, config=DenoiseConfig(method="nlmeans"))
     from noise2average.pipeline import denoise
 
     with pytest.raises(InputError, match="diffusion"):
@@ -182,13 +182,18 @@ def test_shape_and_method_errors(small_series):
 
 # ------------------------------------------------------------------ baselines
 
-@pytest.mark.parametrize("method", ["average", "mppca", "patch2self", "dwidenoise"])
+@pytest.mark.parametrize("method", ["average", "mppca", "patch2self", "dwidenoise", "bm4d",
+                                    "aonlm"])
 def test_baselines_run_on_a_tiny_series(small_series, method):
     if method == "dwidenoise" and dwidenoise_path() is None:
         pytest.skip("MRtrix3 dwidenoise is not installed")
+    from noise2average.arrays.noise import estimate_sigma
+
     ph, reps = small_series
     mask = ph.brain_mask
-    out = DIFFUSION[method](reps, mask, 1.0, bvals=ph.bvals)
+    # BM4D takes the noise SD of one repetition; the others estimate it or need none
+    sigma = estimate_sigma(reps, mask) if method == "bm4d" else 1.0
+    out = DIFFUSION[method](reps, mask, sigma, bvals=ph.bvals)
     assert out.shape == reps[0].shape and out.dtype == np.float32
     assert np.isfinite(out).all()
     if method != "average":  # each denoiser is closer to the truth than the plain average

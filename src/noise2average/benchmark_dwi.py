@@ -9,8 +9,8 @@ directions at b = 1000 s/mm^2, Rician noise with sigma = (mean WM b0) / ``snr``.
 Two cases, scored separately:
 
 - ``apap``: two independent noise realizations of the whole series (AP and PA after the
-  user's distortion correction). Conventional methods denoise each series and average them;
-  the learned ones run :func:`noise2average.diffusion.denoise_dwi` (groups of b0 + 6).
+  user's distortion correction). MP-PCA, dwidenoise and Patch2Self denoise each series and
+  average them; BM4D and AONLM denoise the average volume by volume; the learned ones run :func:`noise2average.diffusion.denoise_dwi` (groups of b0 + 6).
 - ``subset``: ONE noisy series (realization 1) split by ``dti_split`` into two repetitions of
   b0 + 6 DWIs along common directions (tensor fit of two disjoint 6-direction subsets, then
   synthesis). The learned methods and the average work on those repetitions; the conventional
@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import DWI_METHODS
+from .methods.registry import names
 
-CONVENTIONAL = DWI_METHODS  # the series-only methods of methods.registry
+# the conventional series methods of methods.registry but the plain average: in the subset
+# case they denoise the whole acquired series, as their users would (module text)
+CONVENTIONAL = tuple(n for n in names(learned=False, series=True) if n != "average")
 LEARNED = ("pretrained", "n2n", "n2a", "supervised")
 DEFAULT_METHODS = ("noisy", "average") + CONVENTIONAL + ("n2n", "n2a", "supervised")
 

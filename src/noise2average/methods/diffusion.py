@@ -122,6 +122,27 @@ def patch2self(reps, mask, sigma, *, bvals=None) -> np.ndarray:
     return _mean([np.asarray(run(r), np.float32) for r in _check(reps)])
 
 
+def _volume_by_volume(name: str) -> DwiMethod:
+    """A 3D method of :mod:`.classical` applied to each volume of the repetitions' average,
+    as a user of that tool denoises a diffusion series (``sigma``: one repetition's noise SD,
+    over all volumes)."""
+
+    def run(reps, mask, sigma, *, bvals=None) -> np.ndarray:
+        from .classical import CLASSICAL
+
+        arrays = _check(reps)
+        mask = np.asarray(mask, bool)
+        out = [CLASSICAL[name]([a[..., v] for a in arrays], mask, sigma)
+               for v in range(arrays[0].shape[3])]
+        return np.stack(out, axis=3).astype(np.float32)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = f"{name} (3D) on each volume of the average of the repetitions."
+    return run
+
+
 #: Methods for 4D (diffusion) input; the learned ones run through noise2average.diffusion.
 DIFFUSION: dict[str, DwiMethod] = {"average": average, "mppca": mppca,
-                                   "dwidenoise": dwidenoise, "patch2self": patch2self}
+                                   "dwidenoise": dwidenoise, "patch2self": patch2self,
+                                   "bm4d": _volume_by_volume("bm4d"),
+                                   "aonlm": _volume_by_volume("aonlm")}

@@ -46,9 +46,10 @@ REGISTRY: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("supervised", True, True, True, "fine-tuned on a clean reference"),
     MethodSpec("pretrained", True, True, True, "the pre-trained network, no fine-tuning"),
     MethodSpec("average", False, True, True, "the plain average"),
-    MethodSpec("bm4d", False, True, False, "BM4D on the average", "bm4d"),
-    MethodSpec("aonlm", False, True, False, "ANTs adaptive non-local means on the average",
-               "antspyx"),
+    MethodSpec("bm4d", False, True, True, "BM4D on the average (series: volume by volume)",
+               "bm4d"),
+    MethodSpec("aonlm", False, True, True, "ANTs adaptive non-local means on the average "
+               "(series: volume by volume)", "antspyx"),
     MethodSpec("nlmeans", False, True, False, "DIPY non-local means on the average", "dipy"),
     MethodSpec("mppca", False, False, True, "DIPY MP-PCA on the average series", "dipy"),
     MethodSpec("dwidenoise", False, False, True, "MRtrix3 dwidenoise on the average series"),
