@@ -84,3 +84,21 @@ def test_method_registry_matches_the_method_tables():
     assert set(DWI_METHODS) < set(DIFFUSION) and set(METHODS) == set(REGISTRY)
     assert all(m.volumes or m.series for m in REGISTRY.values())
     assert all(name in method_help() for name in REGISTRY)
+
+
+def test_neighbour_roughness_counts_steps_between_neighbours():
+    from noise2average.arrays.dti import neighbour_roughness
+
+    fa = np.full((4, 4, 4), 0.5)
+    v1 = np.zeros((4, 4, 4, 3))
+    v1[..., 0] = 1.0
+    mask = np.ones((4, 4, 4), bool)
+    flat = neighbour_roughness(fa, v1, mask)
+    assert flat["FA_abs_diff"] == 0 and flat["V1_angle_deg"] == 0 and flat["pairs"] == 3 * 48
+    fa[2:] = 0.7  # one step along x: 16 of the 144 pairs cross it
+    v1[2:] = [0.0, 1.0, 0.0]
+    step = neighbour_roughness(fa, v1, mask)
+    assert np.isclose(step["FA_abs_diff"], 0.2 * 16 / 144)
+    assert np.isclose(step["V1_angle_deg"], 90.0 * 16 / 144)
+    v1[2:] = [-1.0, 0.0, 0.0]  # a flipped direction is the same axis
+    assert np.isclose(neighbour_roughness(fa, v1, mask)["V1_angle_deg"], 0.0)

@@ -439,3 +439,38 @@ def dti_errors(pred_metrics: dict, ref_metrics: dict, wm_mask: np.ndarray,
     out["n_wm"], out["n_brain"] = int(wm.sum()), int(brain.sum())
     out["n_fa_above"] = int(aniso.sum())
     return out
+
+
+# ---------------------------------------------------------------- how smooth a tensor field is
+
+def neighbour_roughness(fa: np.ndarray, v1: np.ndarray, mask: np.ndarray) -> dict:
+    """How much face-neighbouring voxels of ``mask`` differ: the mean absolute FA difference
+    and the mean angle between their principal directions (degrees, sign-invariant), over
+    the pairs along all three axes. ``pairs`` counts them."""
+    fa, v1, mask = np.asarray(fa, np.float64), np.asarray(v1, np.float64), np.asarray(mask, bool)
+    dfa, angles = [], []
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax], hi[ax] = slice(None, -1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        both = mask[lo] & mask[hi]
+        dfa.append(np.abs(fa[lo] - fa[hi])[both])
+        angles.append(angular_error_deg(v1[lo][both], v1[hi][both]))
+    dfa, angles = np.concatenate(dfa), np.concatenate(angles)
+    return {"FA_abs_diff": float(dfa.mean()) if dfa.size else float("nan"),
+            "V1_angle_deg": float(angles.mean()) if angles.size else float("nan"),
+            "pairs": int(dfa.size)}
+
+
+def residual_snr(dwi4d: np.ndarray, bvals, bvecs, field: TensorField,
+                 mask: np.ndarray) -> float:
+    """The b0 SNR of a series as its tensor fit sees it: the mean fitted S0 in ``mask`` over
+    the SD of the DWIs' residuals there (the noise, where the tensor model holds; an upper
+    bound on the noise elsewhere). Needs no repetition, so single real series have it too."""
+    bvals = np.asarray(bvals, np.float64).reshape(-1)
+    pred = synthesize(field.evals, field.evecs, field.S0, bvals, bvecs)
+    mask = np.asarray(mask, bool)
+    dwi = bvals > 50
+    res = (np.asarray(dwi4d, np.float64)[..., dwi] - pred[..., dwi])[mask]
+    return float(field.S0[mask].mean() / res.std())
