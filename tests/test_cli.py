@@ -291,6 +291,21 @@ def test_classical_method_through_denoise(nifti_case):
                  "--save-reps", "--quiet"]) == 2
 
 
+def test_set_reaches_any_config_field_and_refuses_what_is_not_one(nifti_case, capsys):
+    d, reps, mask = nifti_case
+    out = d / "avg_set.nii.gz"
+    assert main(["denoise", *map(str, reps), "-o", str(out), "--mask", str(mask), "--method",
+                 "average", "--set", "align=register", "--set", "holdout=0.1", "--quiet"]) == 0
+    side = json.loads((d / "avg_set.json").read_text())
+    assert side["config"]["align"] == "register" and side["config"]["holdout"] == 0.1
+    capsys.readouterr()
+    for bad in ("bogus=1", "steps=many", "steps"):
+        assert main(["denoise", *map(str, reps), "-o", str(d / "never.nii.gz"), "--method",
+                     "average", "--set", bad, "--quiet"]) == 2
+        assert "--set" in capsys.readouterr().err
+    assert not (d / "never.nii.gz").exists()
+
+
 def test_demo_writes_outputs_and_says_what_its_numbers_mean(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "--crop", "32", "--steps", "2", "--threads", "1",

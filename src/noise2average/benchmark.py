@@ -32,18 +32,10 @@ class MethodRun:
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``NAME[:key=value,...]`` -> (method, DenoiseConfig changes), e.g.
     ``n2a:align=register,iterations=4`` or ``bm4d:align=register``."""
-    from .errors import InputError
+    from .config import parse_settings
 
     method, _, opts = spec.partition(":")
-    changes: dict = {}
-    types = {f: type(v) for f, v in DenoiseConfig().to_dict().items() if v is not None}
-    for item in filter(None, opts.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or key not in types or key == "method":
-            raise InputError(f"method spec {spec!r}: {item!r} is not a DenoiseConfig key=value")
-        cast = types[key]
-        changes[key] = (value.lower() in ("1", "true", "yes")) if cast is bool else cast(value)
-    return method, changes
+    return method, parse_settings(filter(None, opts.split(",")), f"method spec {spec!r}")
 
 
 def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodRun:

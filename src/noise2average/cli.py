@@ -36,7 +36,10 @@ def _add_denoise(sub) -> None:
                "  n2a denoise run-1.nii.gz run-2.nii.gz -o t1w_n2a.nii.gz\n"
                "  n2a denoise runs_4d.nii.gz --mask brain.nii.gz -o t1w_n2a.nii.gz\n"
                "  n2a denoise ap.nii.gz pa.nii.gz --bvals dwi.bval --bvecs dwi.bvec -o dwi.nii.gz\n"
-               "every option, with the measurements behind the defaults: docs/usage.md")
+               "every option (also the research switches --align, --target, --first-target,\n"
+               "--stopping, --holdout, --output-from, --sampling, --patch, --batch, --no-flip,\n"
+               "--continue-weights, --preset), with the measurements behind the defaults: "
+               "docs/usage.md")
     d.add_argument("reps", nargs="+", metavar="REP",
                    help="2 or more co-registered NIfTI repetitions, or one 4D file whose "
                         "volumes are the repetitions (or see --register)")
@@ -77,36 +80,23 @@ def _add_denoise(sub) -> None:
     ft.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
     ft.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration (default 200)")
     ft.add_argument("--lr", type=float, default=None, help="learning rate")
-    ft.add_argument("--patch", type=int, default=None, help="training patch edge (voxels)")
-    ft.add_argument("--batch", type=int, default=None, help="patches per optimizer step")
-    ft.add_argument("--preset", default=None, help="architecture for --init scratch: cpu, paper, tiny")
-    ft.add_argument("--continue-weights", action="store_true",
-                    help="start each iteration from the previous one's weights (default: from "
-                         "the initial weights)")
-    ft.add_argument("--sampling", choices=["mask", "blocks"], default=None,
-                    help="patches at random in the mask (default) or the reference code's "
-                         "overlapping blocks")
     ft.add_argument("--block", type=int, default=None, help=BLOCK_HELP)
-    ft.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation/TTA")
-    st = d.add_argument_group("Noise2Average strategy (defaults of n2a-aligned; n2a: the paper's)")
-    st.add_argument("--align", choices=["none", "register"], default=None,
-                    help="register the denoised repetitions to each other after every "
-                         "iteration (sub-voxel rigid), or not (the paper)")
-    st.add_argument("--target", choices=["average", "others"], default=None,
-                    help="repetition k's target: the average of all denoised repetitions "
-                         "(the paper) or of the others")
-    st.add_argument("--first-target", choices=["average", "others"], default=None,
-                    help="iteration 1's target: the average of all noisy repetitions (the "
-                         "paper) or of the others")
-    st.add_argument("--stopping", choices=["fixed", "cross"], default=None,
-                    help="fixed: run --iterations; cross: keep the iteration (or the "
-                         "pre-trained network) that scores best on a held-out slab")
-    st.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
-                    help="cross stopping: the fraction of the mask held out (default 0.08; 0: "
-                         "score on the whole mask, no iteration 0)")
-    st.add_argument("--output-from", choices=["denoised", "average"], default=None,
-                    help="the mean of the denoised repetitions (the paper), or the kept "
-                         "network applied to the registered average")
+    ft.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any DenoiseConfig field, repeatable (e.g. --set first_target=others)")
+    # research switches: they work, docs/usage.md describes them, the help leaves them out
+    hidden = argparse.SUPPRESS
+    d.add_argument("--patch", type=int, default=None, help=hidden)
+    d.add_argument("--batch", type=int, default=None, help=hidden)
+    d.add_argument("--preset", default=None, help=hidden)
+    d.add_argument("--continue-weights", action="store_true", help=hidden)
+    d.add_argument("--sampling", choices=["mask", "blocks"], default=None, help=hidden)
+    d.add_argument("--no-flip", action="store_true", help=hidden)
+    d.add_argument("--align", choices=["none", "register"], default=None, help=hidden)
+    d.add_argument("--target", choices=["average", "others"], default=None, help=hidden)
+    d.add_argument("--first-target", choices=["average", "others"], default=None, help=hidden)
+    d.add_argument("--stopping", choices=["fixed", "cross"], default=None, help=hidden)
+    d.add_argument("--holdout", type=float, default=None, help=hidden)
+    d.add_argument("--output-from", choices=["denoised", "average"], default=None, help=hidden)
     _add_runtime(d)
 
 

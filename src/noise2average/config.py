@@ -230,3 +230,22 @@ class DenoiseConfig:
 
     def replace(self, **changes) -> "DenoiseConfig":
         return DenoiseConfig(**{**self.to_dict(), **changes})
+
+
+def parse_settings(items, where: str) -> dict:
+    """``key=value`` strings -> :class:`DenoiseConfig` changes, each value cast to its field's
+    type (booleans: 1/true/yes); ``where`` names the option in the error line."""
+    types = {f: type(v) for f, v in DenoiseConfig().to_dict().items() if v is not None}
+    changes: dict = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in types or key == "method":
+            raise InputError(f"{where}: {item!r} is not a DenoiseConfig key=value "
+                             f"(keys: {', '.join(k for k in types if k != 'method')})")
+        cast = types[key]
+        try:
+            changes[key] = (value.lower() in ("1", "true", "yes")) if cast is bool else cast(value)
+        except ValueError as exc:
+            raise InputError(f"{where}: {item!r}: {key} takes a {cast.__name__}") from exc
+    return changes
+

@@ -73,6 +73,9 @@ def config_changes_from_args(args: argparse.Namespace) -> dict:
                      ("holdout", "holdout"), ("output_from", "output_from")):
         if getattr(args, arg) is not None:
             changes[key] = getattr(args, arg)
+    from .config import parse_settings
+
+    changes.update(parse_settings(getattr(args, "set", None) or [], "--set"))
     if args.preset is not None and args.init == "pretrained":
         raise InputError("--preset applies to --init scratch; the pretrained model has its own "
                          "architecture")
