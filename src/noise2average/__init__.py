@@ -9,7 +9,7 @@ The public API is imported lazily so that ``import noise2average`` stays light::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["DenoiseConfig", "DenoiseResult", "denoise", "denoise_dwi", "denoise_files",
            "__version__"]

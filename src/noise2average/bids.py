@@ -427,7 +427,7 @@ def _is_ours(desc_path: Path) -> bool:
 
 
 def derivative_description(raw: dict, bids_dir: Path, out_dir: Path, command: str) -> dict:
-    from . import __version__
+    from ._version import __version__
 
     link = os.path.relpath(bids_dir.resolve(), out_dir.resolve())
     return {

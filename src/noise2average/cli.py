@@ -289,7 +289,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     ap = argparse.ArgumentParser(prog="n2a", description="Noise2Average denoising of MRI repetitions.")
     ap.add_argument("--version", action="version", version=f"noise2average {__version__}")

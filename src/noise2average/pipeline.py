@@ -19,6 +19,7 @@ from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
+from .run_state import IterationState
 
 ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-like
 
@@ -26,16 +27,6 @@ ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-l
 # repetition: below it the magnitude (Rician) noise has a mean that fine-tuned networks learn
 # from their noisy targets and the pre-trained one removes, so dark voxels favour the former.
 SCORE_MIN_SNR = 3.0
-
-
-@dataclass
-class IterationState:
-    """What is kept after each completed iteration (enough to resume after it)."""
-
-    iteration: int
-    result: np.ndarray
-    denoised: list[np.ndarray]
-    history: list[dict]
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -10,13 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .io.paths import file_sha256
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["environment", "file_sha256", "sidecar_path", "write_sidecar"]
 
 
 def environment(policy=None) -> dict:
@@ -25,7 +20,7 @@ def environment(policy=None) -> dict:
     import scipy
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .nn.device import available_cpus
 
     env = {

@@ -37,7 +37,7 @@ def light_environment() -> dict:
     import nibabel
     import scipy
 
-    from . import __version__
+    from ._version import __version__
 
     return {"noise2average": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "nibabel": nibabel.__version__,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import DenoiseConfig
 from ..errors import InputError
-from ..pipeline import IterationState
+from ..run_state import IterationState
 from .atomic import atomic_path, write_text
 
 # fields that may change between an interrupted run and its resumption

@@ -3,6 +3,8 @@ an input or an existing file, and the left-right axis of an affine."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +42,13 @@ def lr_axis(affine: np.ndarray) -> int:
 
     codes = nib.aff2axcodes(affine)
     return next(i for i, c in enumerate(codes) if c in ("L", "R"))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import InputError
 from ..nn.models import ModelConfig, Network, build_model
-from ..provenance import file_sha256 as sha256
+from .paths import file_sha256 as sha256
 from .atomic import atomic_path
 
 #: Packaged models: name -> file in ``noise2average/weights`` (and its SHA-256 in manifest.json).
