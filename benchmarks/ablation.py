@@ -22,7 +22,7 @@ from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
 from noise2average.io.templates import colin27_paths
 from noise2average.provenance import environment
-from noise2average.workflows import _reference_and_mask, simulate_case
+from noise2average.workflows import reference_and_mask, simulate_case
 
 
 def main(argv=None) -> None:
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
     cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
-    ref, mask, img, *_ = _reference_and_mask(None, None)
+    ref, mask, img, *_ = reference_and_mask(None, None)
     reps, scaled, mask, _, record = simulate_case(ref, mask, img, cfg, args.crop)
     config = DenoiseConfig(threads=args.threads, seed=args.seed,
                            **({"steps": args.steps} if args.steps else {}))

@@ -23,7 +23,7 @@ def main() -> None:
     from noise2average.arrays.simulate import SimulationConfig
     from noise2average.config import DenoiseConfig
     from noise2average.pipeline import denoise
-    from noise2average.workflows import _reference_and_mask, simulate_case
+    from noise2average.workflows import reference_and_mask, simulate_case
 
     sigma, n_reps, crop = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     original = engine.denoise_volume
@@ -37,7 +37,7 @@ def main() -> None:
         return out
 
     engine.denoise_volume = both  # the pipeline imports it when it runs
-    ref, mask, img, _, _ = _reference_and_mask(None, None)
+    ref, mask, img, _, _ = reference_and_mask(None, None)
     reps, scaled, cmask, _, _ = simulate_case(ref, mask, img,
                                               SimulationConfig(sigma=sigma, reps=n_reps), crop)
     res = denoise(reps, cmask, DenoiseConfig(iterations=2, threads=1))

@@ -40,10 +40,10 @@ def main(argv=None) -> None:
     from noise2average.config import DenoiseConfig
     from noise2average.io.atomic import write_text
     from noise2average.pipeline import denoise
-    from noise2average.workflows import _reference_and_mask, simulate_case
+    from noise2average.workflows import reference_and_mask, simulate_case
 
     torch.set_num_threads(1)
-    ref, mask, img, _, _ = _reference_and_mask(None, None)
+    ref, mask, img, _, _ = reference_and_mask(None, None)
     reps, scaled, m, _, _ = simulate_case(ref, mask, img,
                                           SimulationConfig(sigma=args.sigma, reps=args.reps),
                                           args.crop)

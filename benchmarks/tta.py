@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from noise2average.arrays.simulate import SimulationConfig
     from noise2average.io.weights import load_model, load_packaged
     from noise2average.nn.device import resolve_policy
-    from noise2average.workflows import _reference_and_mask, simulate_case
+    from noise2average.workflows import reference_and_mask, simulate_case
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sigma", type=float, default=0.05)
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--block", type=int, default=160)
     args = ap.parse_args(argv)
-    ref, mask, img, _, _ = _reference_and_mask(None, None)
+    ref, mask, img, _, _ = reference_and_mask(None, None)
     cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, seed=args.seed)
     reps, scaled, mask, like, _ = simulate_case(ref, mask, img, cfg, args.crop)
     frames = Frames(len(reps), zooms=tuple(float(z) for z in like.header.get_zooms()[:3]))

@@ -328,7 +328,7 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
                  title=f"noise2average QC report: {out.name}")
 
 
-def _reference_and_mask(reference, mask):
+def reference_and_mask(reference, mask):
     """Reference volume, mask and image from the given files, or Colin27 by default."""
     from .io import nifti
     from .io.templates import colin27_paths
@@ -386,7 +386,7 @@ def simulate_files(args: argparse.Namespace) -> None:
     sigma = 0.05 if args.sigma is None else args.sigma
     cfg = SimulationConfig(sigma=sigma, reps=args.reps, echo=args.echo, seed=args.seed)
     cfg.validate()
-    ref, mask, img, ref_path, mask_path = _reference_and_mask(args.reference, args.mask)
+    ref, mask, img, ref_path, mask_path = reference_and_mask(args.reference, args.mask)
     outdir = Path(args.output)
     names = ["reference", "mask"] + [f"rep-{k}" for k in range(1, cfg.reps + 1)]
     files = {n: outdir / f"{n}.nii.gz" for n in names}
@@ -428,7 +428,7 @@ def benchmark_files(args: argparse.Namespace) -> None:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     config = DenoiseConfig(**changes)
-    ref, mask, img, ref_path, mask_path = _reference_and_mask(args.reference, args.mask)
+    ref, mask, img, ref_path, mask_path = reference_and_mask(args.reference, args.mask)
     outdir = Path(args.output)
     files = {k: outdir / f"results.{k}" for k in ("md", "json", "png")}
     for f in files.values():
