@@ -219,3 +219,13 @@ def test_dwi_pairs_are_denoised_as_diffusion_series(tmp_path):
     side = json.loads(den.with_name(den.name.replace(".nii.gz", ".json")).read_text())
     assert side["Sources"][-1] == "bids:raw:sub-01/dwi/sub-01_acq-b1000_dir-PA_dwi.bvec"
     assert "bids:raw:acq-b1000_dwi.bval" in side["Sources"] and len(side["Sources"]) == 5
+
+
+def test_time_left_is_measured_from_the_groups_done():
+    from noise2average.bids import _time_left
+
+    rows = [{"status": "ok", "seconds": 60.0}, {"status": "failed", "seconds": 1.0}]
+    assert _time_left(rows, 6, parallel=False) == "; about 4.0 min left at this pace"
+    assert _time_left(rows, 6, parallel=True) == ""
+    assert _time_left(rows[1:], 6, parallel=False) == ""  # nothing denoised yet
+    assert _time_left(rows, 2, parallel=False) == ""  # nothing left

@@ -332,3 +332,16 @@ def test_time_left_is_measured_from_the_first_steps(capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "training left" in line]
     assert len(lines) == 1 and "measured from its first 4 steps" in lines[0]
+
+
+def test_benchmark_says_each_method_and_its_time(tmp_path, mni_crop, capsys):
+    t1, mask = mni_crop
+    r = write_nifti(tmp_path / "t1.nii.gz", t1)
+    m = write_nifti(tmp_path / "m.nii.gz", mask.astype(np.uint8))
+    assert main(["benchmark", "--reference", str(r), "--mask", str(m), "--crop", "24",
+                 "--methods", "average", "nosuchmethod:steps=1", "--threads", "1", "-o",
+                 str(tmp_path / "b")]) == 2  # an unknown method: refused before any run
+    assert main(["benchmark", "--reference", str(r), "--mask", str(m), "--crop", "24",
+                 "--methods", "average", "--threads", "1", "-o", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "[1/1] average ..." in err and "[1/1] average done in" in err and "min so far" in err

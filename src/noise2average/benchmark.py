@@ -63,15 +63,24 @@ def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodR
 
 def run_methods(reps: Sequence[np.ndarray], mask: np.ndarray, reference: np.ndarray,
                 methods: Sequence[str], config: DenoiseConfig,
-                isolate: bool = True) -> list[MethodRun]:
-    """Run each method on the same inputs; ``isolate`` runs each in a fresh spawned process."""
+                isolate: bool = True, say=None) -> list[MethodRun]:
+    """Run each method on the same inputs; ``isolate`` runs each in a fresh spawned process.
+    ``say(line)``, when given, hears each method's start and its time when done."""
     runs = []
-    for m in methods:
+    t0 = time.perf_counter()
+    for k, m in enumerate(methods, 1):
+        if say:
+            say(f"n2a benchmark: [{k}/{len(methods)}] {m} ...")
         if isolate:
             with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
                 runs.append(ex.submit(_run_one, m, list(reps), mask, reference, config).result())
         else:
             runs.append(_run_one(m, reps, mask, reference, config))
+        if say:
+            r = runs[-1]
+            what = f"failed: {r.error}" if r.error else f"done in {r.seconds:.0f} s"
+            say(f"n2a benchmark: [{k}/{len(methods)}] {m} {what} "
+                f"({(time.perf_counter() - t0) / 60:.1f} min so far)")
     return runs
 
 

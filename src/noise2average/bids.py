@@ -309,6 +309,16 @@ def _index(value: str | None) -> tuple[int, str]:
 # --------------------------------------------------------------------------- one group
 
 
+def _time_left(rows: list[dict], total: int, parallel: bool) -> str:
+    """"; about N min left", measured from the groups this run has denoised (serial runs
+    only: on a cluster the groups overlap), or "" before the first one."""
+    timed = [float(r["seconds"]) for r in rows if r["status"] == "ok" and r.get("seconds")]
+    left = total - len(rows)
+    if parallel or not timed or left <= 0:
+        return ""
+    return f"; about {left * sum(timed) / len(timed) / 60:.1f} min left at this pace"
+
+
 def diffusion_supported() -> bool:
     """Whether this installation's ``run_denoise`` takes b-values (the diffusion workflow)."""
     from . import workflows
@@ -613,7 +623,8 @@ def run_app(args: argparse.Namespace) -> int:
             err = f": {row['error']}" if row["status"] != "ok" else ""
             ses = f" {row['session_id']}" if row["session_id"] != "n/a" else ""
             print(f"n2a bids: [{len(rows)}/{total}] {row['participant_id']}{ses} {row['group']} "
-                  f"{row['status']} ({row['seconds']} s){err}", file=sys.stderr, flush=True)
+                  f"{row['status']} ({row['seconds']} s){err}{_time_left(rows, total, parallel)}",
+                  file=sys.stderr, flush=True)
 
     options = {"bids_dir": str(bids_dir), "force": args.force, "resume": args.resume,
                "quiet": args.quiet or parallel, "config": config}

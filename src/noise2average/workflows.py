@@ -435,7 +435,8 @@ def benchmark_files(args: argparse.Namespace) -> None:
         check_output(f, [ref_path, mask_path], args.force)
     echo_mean = _echo_mean_reference(ref, mask, cfg, crop) if cfg.echo else None
     reps, scaled, mask, _, record = simulate_case(ref, mask, img, cfg, crop)
-    runs = run_methods(reps, mask, scaled, methods, config)
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    runs = run_methods(reps, mask, scaled, methods, config, say=say)
     rows = score_runs(runs, reps, scaled, mask)
     argv = " ".join(["n2a", "benchmark"] + sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else ""
     title = (f"Protocol v1, {ref_path.name}, sigma {cfg.sigma}, {cfg.reps} repetitions"
