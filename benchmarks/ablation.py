@@ -1,6 +1,6 @@
 """Issue-4 ablation: variants of the default denoiser on one protocol-v1 case, side by side.
 
-Every variant is a method spec ``NAME[:key=value,...]`` (see ``noise2average.benchmark``), run
+Every variant is a method spec ``NAME[:key=value,...]`` (see ``noise2average.bench.volumes``), run
 in its own process on the same simulated repetitions and scored the same way; the per-iteration
 rows carry the reference-free diagnostics (cross error, residual correlation) next to the true
 PSNR, so a stopping rule can be checked against the truth.
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from noise2average.arrays.simulate import SimulationConfig
-from noise2average.benchmark import markdown_table, run_methods, score_runs
+from noise2average.bench.volumes import markdown_table, run_methods, score_runs
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
 from noise2average.io.templates import colin27_paths

@@ -1,4 +1,4 @@
-"""The diffusion comparison (noise2average.benchmark_dwi): one case, every method, one table.
+"""The diffusion comparison (noise2average.bench.dwi): one case, every method, one table.
 
     python benchmarks/dwi.py --case apap -o docs/benchmarks/dwi_apap_snr20 --threads 1
     python benchmarks/dwi.py --case subset -o docs/benchmarks/dwi_subset_snr20 --threads 1
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noise2average.benchmark_dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, fa_figure,
+from noise2average.bench.dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, fa_figure,
                                          markdown_table, run_method, score, target_check)
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text

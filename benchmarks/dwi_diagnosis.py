@@ -52,7 +52,7 @@ def main(argv=None) -> int:
 
     from scipy import ndimage
 
-    from noise2average.benchmark_dwi import DwiBenchConfig, cached_case, score
+    from noise2average.bench.dwi import DwiBenchConfig, cached_case, score
     from noise2average.diffusion import contrast_kept, directional_contrast
     from noise2average.io.atomic import write_text
 

@@ -3,7 +3,7 @@
     python benchmarks/phantom_realism.py -o docs/benchmarks/dwi_phantom_realism
 
 Measures, for DIPY's real DWI crop ``small_64D`` (2 mm, 64 directions at b = 1000) and for
-the benchmark's MNI152 phantom (2 mm, 30 directions at b = 1000, ``noise2average.benchmark_dwi``),
+the benchmark's MNI152 phantom (2 mm, 30 directions at b = 1000, ``noise2average.bench.dwi``),
 how much face-neighbouring anisotropic voxels (fitted FA > 0.3) differ in FA and in principal
 direction (``arrays.dti.neighbour_roughness``), and the b0 SNR each series has as its tensor
 fit sees it (``arrays.dti.residual_snr``). A real series holds noise as well as anatomy, so
@@ -23,7 +23,7 @@ import numpy as np
 from noise2average.arrays.dti import (dti_metrics, fit_tensor, neighbour_roughness,
                                       residual_snr)
 from noise2average.arrays.masking import auto_mask
-from noise2average.benchmark_dwi import DwiBenchConfig, build_case
+from noise2average.bench.dwi import DwiBenchConfig, build_case
 from noise2average.io.atomic import write_text
 
 FA_MIN = 0.3  # "anisotropic": white matter in the phantom and, by FA alone, in the real crop

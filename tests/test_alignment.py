@@ -174,7 +174,7 @@ def test_auto_alignment_follows_the_method():
 
 
 def test_benchmark_method_specs():
-    from noise2average.benchmark import parse_spec
+    from noise2average.bench.volumes import parse_spec
     from noise2average.errors import InputError
 
     assert parse_spec("bm4d") == ("bm4d", {})

@@ -405,7 +405,7 @@ def simulate_files(args: argparse.Namespace) -> None:
 def benchmark_files(args: argparse.Namespace) -> None:
     """``n2a benchmark``: one simulated case, every method, one table, JSON and figure."""
     from .arrays.simulate import SimulationConfig
-    from .benchmark import markdown_table, run_methods, score_runs
+    from .bench.volumes import markdown_table, run_methods, score_runs
     from .config import BENCHMARK_METHODS, METHODS, DenoiseConfig
     from .io.atomic import write_text
     from .io.figures import slices_figure
@@ -414,7 +414,7 @@ def benchmark_files(args: argparse.Namespace) -> None:
     cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, echo=args.echo, seed=args.seed)
     cfg.validate()
     methods = args.methods or list(BENCHMARK_METHODS)
-    from .benchmark import parse_spec
+    from .bench.volumes import parse_spec
 
     unknown = [m for m in methods if parse_spec(m)[0] not in METHODS]
     if unknown:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arrays.metrics import score
-from .config import LEARNED_METHODS, DenoiseConfig
+from ..arrays.metrics import score
+from ..config import LEARNED_METHODS, DenoiseConfig
 
 
 @dataclass
@@ -32,15 +32,15 @@ class MethodRun:
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``NAME[:key=value,...]`` -> (method, DenoiseConfig changes), e.g.
     ``n2a:align=register,iterations=4`` or ``bm4d:align=register``."""
-    from .config import parse_settings
+    from ..config import parse_settings
 
     method, _, opts = spec.partition(":")
     return method, parse_settings(filter(None, opts.split(",")), f"method spec {spec!r}")
 
 
 def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodRun:
-    from .errors import InputError
-    from .pipeline import denoise
+    from ..errors import InputError
+    from ..pipeline import denoise
 
     method, changes = parse_spec(spec)
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .methods.registry import names
+from ..methods.registry import names
 
 # the conventional series methods of methods.registry but the plain average: in the subset
 # case they denoise the whole acquired series, as their users would (module text)
@@ -81,9 +81,9 @@ def mni_phantom(cfg: DwiBenchConfig):
     """The 2 mm MNI152 phantom of the benchmark (module text) and its grid's affine."""
     from scipy import ndimage
 
-    from .arrays.dwi_phantom import make_phantom
-    from .arrays.masking import centred_cube
-    from .io.templates import mni152_tissues
+    from ..arrays.dwi_phantom import make_phantom
+    from ..arrays.masking import centred_cube
+    from ..io.templates import mni152_tissues
 
     tissues, brain, affine = mni152_tissues()
     f = 1.0 / cfg.zoom_mm
@@ -102,8 +102,8 @@ def mni_phantom(cfg: DwiBenchConfig):
 
 
 def build_case(cfg: DwiBenchConfig) -> Case:
-    from .arrays.dti import dti_split, synthesize
-    from .arrays.dwi_phantom import noisy_repetitions
+    from ..arrays.dti import dti_split, synthesize
+    from ..arrays.dwi_phantom import noisy_repetitions
 
     ph, aff = mni_phantom(cfg)
     reps, noise = noisy_repetitions(ph, 2, snr_b0=cfg.snr, seed=cfg.seed)
@@ -130,7 +130,7 @@ def save_case(path, case: Case) -> None:
     """Cache a case (arrays in one .npz, the record as JSON inside it; no pickles)."""
     import json
 
-    from .io.atomic import atomic_path
+    from ..io.atomic import atomic_path
 
     arrays = {k: getattr(case, k) for k in _ARRAYS}
     arrays.update({f"rep_{k}": r for k, r in enumerate(case.reps)})
@@ -173,8 +173,8 @@ def cached_case(cfg: DwiBenchConfig, path) -> Case:
 def run_method(case: Case, method: str, config, group_size: int,
                init_model=None) -> tuple[np.ndarray, str]:
     """One method's output series and the table it is in (``'reps'`` or ``'single'``)."""
-    from .diffusion import denoise_dwi
-    from .methods import DIFFUSION
+    from ..diffusion import denoise_dwi
+    from ..methods import DIFFUSION
 
     if method == "noisy":
         return case.single, "single"
@@ -190,7 +190,7 @@ def run_method(case: Case, method: str, config, group_size: int,
 
 def score(case: Case, output: np.ndarray, table: str) -> tuple[dict, dict]:
     """Scores of one output (module text) and its DTI metrics."""
-    from .arrays.dti import dti_errors, dti_metrics, fit_tensor
+    from ..arrays.dti import dti_errors, dti_metrics, fit_tensor
 
     if table == "single":
         bvals, bvecs, clean = case.single_bvals, case.single_bvecs, case.single_clean
@@ -259,7 +259,7 @@ def fa_figure(path, maps: dict[str, np.ndarray], reference: np.ndarray, mask: np
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io.atomic import atomic_path
+    from ..io.atomic import atomic_path
 
     z = int(np.argwhere(mask)[:, 2].mean())
     names = ["reference"] + list(maps)
