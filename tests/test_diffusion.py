@@ -324,3 +324,22 @@ def test_pretrain_dwi_cli_checkpoints_and_resumes(tmp_path, tiny_field, monkeypa
     assert main([*common, "--steps", "3", "--resume", "--force"]) == 0
     assert json.loads(load_model(out)[1]["steps_done"]) == 3
     assert main([*common, "--steps", "2", "--group-size", "1", "--force"]) == 2
+
+
+def test_group_checkpoint_keeps_finished_groups_and_refuses_other_runs(tmp_path):
+    from noise2average.io.checkpoint_runs import GroupCheckpoint
+
+    out = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    reps = [out + 1, out + 2]
+    ckpt = GroupCheckpoint(tmp_path / "ck", {"config": {"steps": 3}, "inputs": ["abc"]})
+    assert not ckpt.exists() and ckpt.load() == {}
+    ckpt.save(1, out, reps, {"group": 2, "_uncertainty": out})
+    done = ckpt.load()
+    assert list(done) == [1] and np.array_equal(done[1][0], out)
+    assert all(np.array_equal(a, b) for a, b in zip(done[1][1], reps))
+    assert done[1][2] == {"group": 2}  # private entries are not stored
+    other = GroupCheckpoint(tmp_path / "ck", {"config": {"steps": 4}, "inputs": ["abc"]})
+    with pytest.raises(InputError, match="other inputs or settings"):
+        other.load()
+    ckpt.remove()
+    assert not (tmp_path / "ck").exists()

@@ -1,5 +1,5 @@
 """What a denoising run keeps after each completed iteration: the pipeline fills it, the
-checkpoint files (``io.checkpoint_runs``) store it, and a resumed run starts from it."""
+checkpoint files (``io.checkpoint_runs.RunCheckpoint``) store it, and a resumed run starts from it."""
 
 from __future__ import annotations
 

@@ -247,54 +247,6 @@ def read_series(paths: list[Path], bvals, bvecs, mask_path: Path | None):
     return arrays, tables[0], mask, imgs[0], bval_paths + bvec_paths
 
 
-class GroupCheckpoint:
-    """Per-group checkpoints of a diffusion run: a resumed run skips the finished groups."""
-
-    def __init__(self, directory: Path, identity: dict) -> None:
-        self.dir = Path(directory)
-        self.identity = identity
-
-    def exists(self) -> bool:
-        return (self.dir / "state.json").is_file()
-
-    def _state(self) -> dict:
-        return json.loads((self.dir / "state.json").read_text())
-
-    def save(self, gi: int, output: np.ndarray, denoised: list[np.ndarray], rec: dict) -> None:
-        from .io.atomic import atomic_path, write_text
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        done = self._state()["done"] if self.exists() else []
-        arrays = [("output", output)] + [(f"rep-{k}", r) for k, r in enumerate(denoised, 1)]
-        for name, arr in arrays:
-            with atomic_path(self.dir / f"group-{gi}_{name}.npy", suffix=".npy") as tmp:
-                np.save(tmp, np.asarray(arr, np.float32))
-        clean = {k: v for k, v in rec.items() if not k.startswith("_")}
-        write_text(self.dir / f"group-{gi}.json", json.dumps({**clean, "n_reps": len(denoised)}))
-        write_text(self.dir / "state.json", json.dumps({**self.identity,
-                                                        "done": sorted(set(done) | {gi})}))
-
-    def load(self) -> dict[int, tuple[np.ndarray, list[np.ndarray], dict]]:
-        if not self.exists():
-            return {}
-        state = self._state()
-        if {k: state.get(k) for k in self.identity} != self.identity:
-            raise InputError(f"checkpoint {self.dir} belongs to other inputs or settings; "
-                             "remove it or run without --resume")
-        done = {}
-        for gi in state["done"]:
-            rec = json.loads((self.dir / f"group-{gi}.json").read_text())
-            n = rec.pop("n_reps")
-            out = np.load(self.dir / f"group-{gi}_output.npy", allow_pickle=False)
-            reps = [np.load(self.dir / f"group-{gi}_rep-{k}.npy", allow_pickle=False)
-                    for k in range(1, n + 1)]
-            done[gi] = (out, reps, rec)
-        return done
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def _copy_file(src: Path, dst: Path) -> None:
     from .io.atomic import atomic_path
 
@@ -377,6 +329,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     identity = {"config": {k: v for k, v in config.to_dict().items()
                            if k not in ("device", "precision", "threads")},
                 "inputs": [file_sha256(p) for p in paths], "group_size": group_size}
+    from .io.checkpoint_runs import GroupCheckpoint
+
     ckpt = GroupCheckpoint(ckpt_dir, identity)
     if ckpt.exists() and not resume:
         if not force:

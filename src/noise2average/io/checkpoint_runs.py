@@ -1,5 +1,8 @@
-"""Per-iteration checkpoints of a denoising run, so an interrupted run resumes after its last
-completed iteration. Arrays are .npy files (loaded with ``allow_pickle=False``)."""
+"""Checkpoints of denoising runs, so an interrupted run resumes where it stopped: after its
+last completed iteration (:class:`RunCheckpoint`, volumes) or its last completed group
+(:class:`GroupCheckpoint`, diffusion series). Arrays are .npy files (loaded with
+``allow_pickle=False``). Training checkpoints (weights and optimizer) are in
+:mod:`.checkpoint`."""
 
 from __future__ import annotations
 
@@ -58,6 +61,52 @@ class RunCheckpoint:
 
     def iteration_result(self, i: int) -> np.ndarray:
         return np.load(self.dir / f"iter-{i}_result.npy", allow_pickle=False)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class GroupCheckpoint:
+    """Per-group checkpoints of a diffusion run: a resumed run skips the finished groups."""
+
+    def __init__(self, directory: Path, identity: dict) -> None:
+        self.dir = Path(directory)
+        self.identity = identity
+
+    def exists(self) -> bool:
+        return (self.dir / "state.json").is_file()
+
+    def _state(self) -> dict:
+        return json.loads((self.dir / "state.json").read_text())
+
+    def save(self, gi: int, output: np.ndarray, denoised: list[np.ndarray], rec: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        done = self._state()["done"] if self.exists() else []
+        arrays = [("output", output)] + [(f"rep-{k}", r) for k, r in enumerate(denoised, 1)]
+        for name, arr in arrays:
+            with atomic_path(self.dir / f"group-{gi}_{name}.npy", suffix=".npy") as tmp:
+                np.save(tmp, np.asarray(arr, np.float32))
+        clean = {k: v for k, v in rec.items() if not k.startswith("_")}
+        write_text(self.dir / f"group-{gi}.json", json.dumps({**clean, "n_reps": len(denoised)}))
+        write_text(self.dir / "state.json", json.dumps({**self.identity,
+                                                        "done": sorted(set(done) | {gi})}))
+
+    def load(self) -> dict[int, tuple[np.ndarray, list[np.ndarray], dict]]:
+        if not self.exists():
+            return {}
+        state = self._state()
+        if {k: state.get(k) for k in self.identity} != self.identity:
+            raise InputError(f"checkpoint {self.dir} belongs to other inputs or settings; "
+                             "remove it or run without --resume")
+        done = {}
+        for gi in state["done"]:
+            rec = json.loads((self.dir / f"group-{gi}.json").read_text())
+            n = rec.pop("n_reps")
+            out = np.load(self.dir / f"group-{gi}_output.npy", allow_pickle=False)
+            reps = [np.load(self.dir / f"group-{gi}_rep-{k}.npy", allow_pickle=False)
+                    for k in range(1, n + 1)]
+            done[gi] = (out, reps, rec)
+        return done
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
