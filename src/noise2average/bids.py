@@ -472,14 +472,9 @@ def _check_out_dir(bids_dir: Path, out_dir: Path, force: bool) -> None:
 
 
 def _config_changes(args: argparse.Namespace) -> dict:
-    from .config import DenoiseConfig
+    from .config import DenoiseConfig, changes_from_options
 
-    changes = {"method": args.method, "init": args.init, "device": args.device,
-               "precision": args.precision, "threads": args.threads, "seed": args.seed}
-    for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
-                     ("block", "block_size")):
-        if getattr(args, arg, None) is not None:
-            changes[key] = getattr(args, arg)
+    changes = changes_from_options(vars(args))
     DenoiseConfig(**changes)  # bad values stop here, before anything is written
     if args.method == "supervised":
         raise InputError("--method supervised needs a clean reference per group; n2a bids does "

@@ -249,3 +249,29 @@ def parse_settings(items, where: str) -> dict:
             raise InputError(f"{where}: {item!r}: {key} takes a {cast.__name__}") from exc
     return changes
 
+
+#: command-line option -> DenoiseConfig field, for the options that change a default when given
+OPTION_FIELDS = {"iterations": "iterations", "steps": "steps", "lr": "lr",
+                 "patch": "patch_size", "batch": "batch_size", "block": "block_size",
+                 "sampling": "sampling", "outside": "outside", "preset": "preset",
+                 "align": "align", "target": "target", "first_target": "first_target",
+                 "stopping": "stopping", "holdout": "holdout", "output_from": "output_from"}
+#: options always passed on (their command-line defaults are the config's)
+ALWAYS_OPTIONS = ("method", "init", "device", "precision", "threads", "seed")
+
+
+def changes_from_options(options: dict) -> dict:
+    """The :class:`DenoiseConfig` changes that a command's options ask for: ``options`` maps
+    option names (as argparse stores them) to values; the names a command lacks are skipped.
+    ``continue_weights`` and ``no_flip`` turn ``restart`` and ``flip`` off; ``set`` is a list
+    of ``key=value`` strings (:func:`parse_settings`), applied last."""
+    changes = {k: options[k] for k in ALWAYS_OPTIONS if k in options}
+    if "continue_weights" in options:
+        changes["restart"] = not options["continue_weights"]
+    if "no_flip" in options:
+        changes["flip"] = not options["no_flip"]
+    changes.update({field: options[opt] for opt, field in OPTION_FIELDS.items()
+                    if options.get(opt) is not None})
+    changes.update(parse_settings(options.get("set") or [], "--set"))
+    return changes
+

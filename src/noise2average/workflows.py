@@ -61,25 +61,14 @@ def _model_identity(config) -> dict:
 
 
 def config_changes_from_args(args: argparse.Namespace) -> dict:
-    """DenoiseConfig fields that the command line sets (the rest keep their defaults)."""
-    changes = {"method": args.method, "init": args.init, "restart": not args.continue_weights,
-               "flip": not args.no_flip, "device": args.device, "precision": args.precision,
-               "threads": args.threads, "seed": args.seed}
-    for arg, key in (("iterations", "iterations"), ("steps", "steps"), ("lr", "lr"),
-                     ("patch", "patch_size"), ("batch", "batch_size"), ("block", "block_size"),
-                     ("sampling", "sampling"), ("outside", "outside"), ("preset", "preset"),
-                     ("align", "align"), ("target", "target"), ("first_target", "first_target"),
-                     ("stopping", "stopping"),
-                     ("holdout", "holdout"), ("output_from", "output_from")):
-        if getattr(args, arg) is not None:
-            changes[key] = getattr(args, arg)
-    from .config import parse_settings
+    """DenoiseConfig fields that ``n2a denoise``'s options set (the rest keep their
+    defaults; :func:`noise2average.config.changes_from_options`)."""
+    from .config import changes_from_options
 
-    changes.update(parse_settings(getattr(args, "set", None) or [], "--set"))
     if args.preset is not None and args.init == "pretrained":
         raise InputError("--preset applies to --init scratch; the pretrained model has its own "
                          "architecture")
-    return changes
+    return changes_from_options(vars(args))
 
 
 def denoise_files(args: argparse.Namespace) -> None:

@@ -53,7 +53,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"n2a {args.command}: interrupted", file=sys.stderr)
         return 130
     return rc if type(rc) is int else 0  # a handler may report partial failure (n2a bids: 1)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
