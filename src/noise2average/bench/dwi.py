@@ -179,7 +179,12 @@ def run_method(case: Case, method: str, config, group_size: int,
     if method == "noisy":
         return case.single, "single"
     if method in CONVENTIONAL and case.subset:  # the whole single series (module text)
-        out = DIFFUSION[method]([case.single], case.brain, 0.0, bvals=case.single_bvals)
+        from dipy.denoise.noise_estimate import estimate_sigma
+
+        # one series, no repetitions to difference: the noise SD as a user of BM4D would
+        # estimate it (DIPY's local estimate, median over volumes; the others ignore it)
+        sigma = float(np.median(estimate_sigma(case.single, N=0)))
+        out = DIFFUSION[method]([case.single], case.brain, sigma, bvals=case.single_bvals)
         return np.where(case.brain[..., None], out, 0).astype(np.float32), "single"
     res = denoise_dwi(case.reps, case.bvals, case.bvecs, case.brain,
                       config.replace(method=method, align="auto"), group_size=group_size,
