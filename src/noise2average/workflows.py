@@ -201,11 +201,9 @@ def _run_record(config, inputs: list[Path], result, mask_given: bool, registrati
 def _open_checkpoint(ckpt, ckpt_dir: Path, resume: bool, force: bool, quiet: bool):
     """The state to resume from (None: start afresh). A checkpoint left by an interrupted run
     needs ``--resume`` or ``--force``; ``--resume`` without one says so and starts afresh."""
-    if ckpt.exists() and not resume:
-        if not force:
-            raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
-                             "--resume to continue it or --force to start over")
-        ckpt.remove()
+    from .io.checkpoint_runs import claim_checkpoint
+
+    claim_checkpoint(ckpt, resume, force)
     state = ckpt.load() if resume else None
     if resume and state is None and not quiet:
         print(f"n2a denoise: no checkpoint in {ckpt_dir}; starting from the beginning",

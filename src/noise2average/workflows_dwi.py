@@ -329,14 +329,10 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     identity = {"config": {k: v for k, v in config.to_dict().items()
                            if k not in ("device", "precision", "threads")},
                 "inputs": [file_sha256(p) for p in paths], "group_size": group_size}
-    from .io.checkpoint_runs import GroupCheckpoint
+    from .io.checkpoint_runs import GroupCheckpoint, claim_checkpoint
 
     ckpt = GroupCheckpoint(ckpt_dir, identity)
-    if ckpt.exists() and not resume:
-        if not force:
-            raise InputError(f"checkpoint {ckpt_dir} exists from an interrupted run; pass "
-                             "--resume to continue it or --force to start over")
-        ckpt.remove()
+    claim_checkpoint(ckpt, resume, force)
     done = ckpt.load() if resume else {}
     result = denoise_dwi(arrays, table.bvals, table.bvecs, mask_arr, config,
                          group_size=group_size, reference=ref_arr, init_model=base, done=done,

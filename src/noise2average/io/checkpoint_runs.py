@@ -110,3 +110,14 @@ class GroupCheckpoint:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def claim_checkpoint(ckpt, resume: bool, force: bool) -> None:
+    """Before a run: a checkpoint left by an interrupted run (``RunCheckpoint`` or
+    ``GroupCheckpoint``) needs ``--resume`` to continue it or ``--force`` to start over."""
+    if ckpt.exists() and not resume:
+        if not force:
+            raise InputError(f"checkpoint {ckpt.dir} exists from an interrupted run; pass "
+                             "--resume to continue it or --force to start over")
+        ckpt.remove()
+
