@@ -2,6 +2,10 @@
 
     python benchmarks/dwi.py --case apap -o docs/benchmarks/dwi_apap_snr20 --threads 1
     python benchmarks/dwi.py --case subset -o docs/benchmarks/dwi_subset_snr20 --threads 1
+    python benchmarks/dwi.py --case apap --phantom bundles -o docs/benchmarks/dwi_apap_bundles
+
+``--phantom bundles`` swaps the white matter's structure-tensor tract field for smooth crossing
+fibre families (``noise2average.arrays.dwi_phantom.bundle_tensors``).
 
 Each method's output is cached in ``--work`` (default ``runs/bench_<case>``) as soon as it is
 done, so an interrupted run continues where it stopped and methods can be run in separate
@@ -31,7 +35,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=["apap", "subset"], default="apap")
     ap.add_argument("-o", "--output", required=True, help="folder for results.md/json, fa.png")
-    ap.add_argument("--work", help="cache of method outputs (default runs/bench_CASE)")
+    ap.add_argument("--work", help="cache of method outputs (default runs/bench_CASE, or "
+                                   "runs/bench_CASE_bundles)")
+    ap.add_argument("--phantom", choices=["structure", "bundles"], default="structure")
     ap.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     ap.add_argument("--report-methods", nargs="+", default=None,
                     help="methods in the table (default: --methods)")
@@ -52,14 +58,15 @@ def main(argv=None) -> int:
 
     cfg = DwiBenchConfig(case=args.case, crop=args.crop, n_dirs=args.dirs, n_b0=args.b0s,
                          snr=args.snr, seed=args.seed, group_size=args.group_size,
-                         subsets=args.subsets)
+                         subsets=args.subsets, phantom=args.phantom)
     changes = {"init": args.init, "threads": args.threads, "seed": args.seed, "device": "cpu"}
     for key, name in (("steps", "steps"), ("iterations", "iterations"), ("lr", "lr"),
                       ("patch", "patch_size")):
         if getattr(args, key) is not None:
             changes[name] = getattr(args, key)
     config = DenoiseConfig(**changes)
-    work = Path(args.work or f"runs/bench_{args.case}")
+    suffix = "" if args.phantom == "structure" else f"_{args.phantom}"
+    work = Path(args.work or f"runs/bench_{args.case}{suffix}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     case = cached_case(cfg, work / "case.npz")
@@ -102,7 +109,9 @@ def main(argv=None) -> int:
         fa_maps[m] = met["FA"]
     outdir = Path(args.output)
     argv_str = " ".join(["python", "benchmarks/dwi.py"] + sys.argv[1:])
-    title = (f"Diffusion phantom (MNI152 GM/WM/CSF at {cfg.zoom_mm:g} mm, centred {cfg.crop}^3), "
+    tracts = "" if cfg.phantom == "structure" else ", bundle tract field"
+    title = (f"Diffusion phantom (MNI152 GM/WM/CSF at {cfg.zoom_mm:g} mm, centred {cfg.crop}^3"
+             f"{tracts}), "
              f"{cfg.n_b0} b0 + {cfg.n_dirs} directions at b={cfg.bval:g}, b0 SNR {cfg.snr:g}, "
              + ("AP/PA: 2 noise realizations" if cfg.case == "apap" else
                 f"DTI subsets: one noisy series split into {cfg.subsets} repetitions of b0 + 6"))

@@ -256,6 +256,54 @@ def test_phantom_sanity_and_determinism(tissue_crop):
     assert moved.shape == ap.shape
 
 
+@pytest.fixture(scope="module")
+def brain_at_3mm():
+    """The whole MNI152 tissue maps at 3 mm and a centred 32^3 box of them."""
+    from scipy import ndimage
+
+    from noise2average.arrays.masking import centred_cube
+    from noise2average.io.templates import mni152_tissues
+
+    tissues, brain, _ = mni152_tissues()
+    t = {k: np.clip(ndimage.zoom(v, 1 / 3, order=1), 0, 1) for k, v in tissues.items()}
+    brain3 = ndimage.zoom(brain.astype(np.float32), 1 / 3, order=1) > 0.5
+    return t, brain3, centred_cube(brain3, 32)
+
+
+def test_bundle_phantom_has_coherent_crossing_fibres(brain_at_3mm):
+    """The bundle tract field keeps the tissue model (S0, GM, CSF) and replaces the WM
+    directions: neighbours agree far better in direction than in the structure-tensor field,
+    pure single-family WM keeps a high FA, and crossings lower it."""
+    from noise2average.arrays.dti import neighbour_roughness
+    from noise2average.arrays.dwi_phantom import bundle_directions
+
+    t, brain, region = brain_at_3mm
+    kw = dict(zooms=(3, 3, 3), n_dirs=30, brain_mask=brain, region=region)
+    s = make_phantom(t["gm"], t["wm"], t["csf"], **kw)
+    b = make_phantom(t["gm"], t["wm"], t["csf"], orientation="bundles", **kw)
+    np.testing.assert_array_equal(s.S0, b.S0)
+    assert b.record["orientation"] == "bundles"
+    rough = {}
+    for name, p in (("structure", s), ("bundles", b)):
+        aniso = p.brain_mask & (p.metrics["FA"] > 0.3)
+        rough[name] = neighbour_roughness(p.metrics["FA"], p.metrics["V1"], aniso)
+    assert rough["bundles"]["V1_angle_deg"] < 0.7 * rough["structure"]["V1_angle_deg"]
+    pure_wm = b.tissues["wm"] > 0.8
+    fa = b.metrics["FA"][pure_wm]
+    assert np.percentile(fa, 90) > 0.7 and fa.min() < 0.6  # single families and crossings
+    # the clean series is still exactly a tensor field
+    refit = dti_metrics(fit_tensor(b.dwi, b.bvals, b.bvecs, b.brain_mask))
+    assert dti_errors(refit, b.metrics, b.wm_mask, b.brain_mask)["FA_mae_wm"] < 1e-4
+    shape = (40, 40, 40)
+    dirs = bundle_directions(shape, tuple(slice(0, n) for n in shape), (2, 2, 2))
+    for d in dirs:
+        np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-6)
+    # over the midline the commissural family runs left-right, the projection one upwards
+    assert abs(dirs[0][20, 20, 30, 0]) > 0.99 and abs(dirs[2][20, 20, 30, 2]) > 0.95
+    with pytest.raises(InputError, match="orientation"):
+        make_phantom(t["gm"], t["wm"], t["csf"], orientation="radial", **kw)
+
+
 def test_simulate_dwi_cli(tmp_path, tissue_crop):
     t, _ = tissue_crop
     maps = [str(write_nifti(tmp_path / f"{k}.nii.gz", t[k])) for k in ("gm", "wm", "csf")]

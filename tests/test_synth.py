@@ -80,11 +80,30 @@ def test_domain_randomized_pretraining_runs_and_learns():
                          refresh=30, multicoil=0.5, sigma_min=0.08, sigma_max=0.08)
     sampler = DomainRandomizedSampler(sources, cfg)
     noisy, clean, mask = sampler.draw_volume(np.random.default_rng(0))
-    assert noisy.shape == clean.shape == mask.shape == (32, 32, 32)
+    assert len(noisy) == 1 and noisy[0].shape == clean.shape == mask.shape == (32, 32, 32)
     model = build_model("unet-tiny")
     state = pretrain(model, None, None, cfg, resolve_policy("cpu", "fp32", 1), sources=sources)
     assert state.step == 30 and np.all(np.isfinite(state.losses))
     assert np.mean(state.losses[-5:]) < np.mean(state.losses[:5])
+
+
+def test_noise_channel_carries_the_local_noise_sd_of_the_input():
+    """With ``noise_channel`` every patch has a second channel, the noise map estimated from two
+    draws, in the input's normalized units: inside the brain it follows the drawn sigma."""
+    cfg = PretrainConfig(batch_size=2, patch_size=16, crop=32, refresh=10, noise_channel=True,
+                         sigma_min=0.06, sigma_max=0.06, norm_jitter=0.0)
+    sampler = DomainRandomizedSampler(pretrain_sources(), cfg)
+    noisy, clean, mask = sampler.draw_volume(np.random.default_rng(1))
+    assert len(noisy) == 2 and not np.array_equal(noisy[0], noisy[1])
+    x, y, w = sampler(np.random.default_rng(2))
+    assert x.shape == (2, 2, 16, 16, 16) and y.shape == (2, 1, 16, 16, 16)
+    # the channel is sigma (x g-factor 1-1.8, scaled by the normalization's SD): positive,
+    # of the drawn noise's order, and not the image
+    inside = w[:, 0] > 0
+    level = x[:, 1][inside]
+    assert level.min() > 0
+    image_sd = float(np.std(x[:, 0][inside]))
+    assert 0.02 * image_sd < float(np.median(level)) < 0.5 * image_sd
 
 
 def test_sharpened_fractions_are_crisp_partitions():

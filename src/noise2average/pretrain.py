@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .arrays.masking import bounding_box
-from .arrays.noise import gfactor_map, rician, smooth_field
+from .arrays.noise import gfactor_map, noise_map, rician, smooth_field
 from .arrays.normalize import Norm
 from .arrays.synth import Source, draw_clean
 from .nn.device import Policy
@@ -61,24 +61,29 @@ class PretrainConfig:
     #: gradient-norm clipping (0: none): one batch of high noise can otherwise throw a deep
     #: network far off (measured: loss spikes of 10^3 in a U-Net run at lr 3e-4)
     clip_grad: float = 1.0
+    #: give the network a second input channel: the local noise SD, estimated from two
+    #: noisy draws of the same volume as the pipeline estimates it from two repetitions
+    #: (:func:`arrays.noise.noise_map`), in the input's normalized units
+    noise_channel: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def add_noise(clean: np.ndarray, rng: np.random.Generator, config: PretrainConfig
-              ) -> tuple[np.ndarray, dict]:
+def add_noise(clean: np.ndarray, rng: np.random.Generator, config: PretrainConfig,
+              draws: int = 1) -> tuple[list[np.ndarray], dict]:
     """``clean`` (99th percentile in the brain = 1) with randomized magnitude noise: sigma
     log-uniform in the config's range, a g-factor map (probability 0.7), spatial correlation
     (probability 0.5), non-central chi from 2-4 coils (probability ``config.multicoil``, else
-    Rician). Returns the noisy image and the drawn parameters."""
+    Rician). Returns ``draws`` independent noisy images of one noise model (repetitions) and
+    the drawn parameters."""
     sigma = float(np.exp(rng.uniform(np.log(config.sigma_min), np.log(config.sigma_max))))
     use_g = bool(rng.random() < 0.7)
     g = gfactor_map(clean.shape, rng) if use_g else np.float32(1.0)
     corr = float(rng.uniform(0.3, 0.8)) if rng.random() < 0.5 else 0.0
     # drawn only when asked for, so runs without multi-coil noise keep their random stream
     coils = int(rng.integers(2, 5)) if config.multicoil > 0 and rng.random() < config.multicoil else 1
-    noisy = rician(clean, sigma * g, rng, correlation=corr, coils=coils)
+    noisy = [rician(clean, sigma * g, rng, correlation=corr, coils=coils) for _ in range(draws)]
     return noisy, {"sigma": sigma, "gfactor": use_g, "correlation": corr, "coils": coils}
 
 
@@ -107,17 +112,26 @@ class _RefreshingSampler:
         self.pool: list[PatchSampler] = []
         self.last: dict = {}
 
-    def draw_volume(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw_volume(self, rng: np.random.Generator
+                    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    @property
+    def draws(self) -> int:
+        """Noisy draws per volume: a second one gives the noise map channel."""
+        return 2 if self.config.noise_channel else 1
 
     def _patches_of_new_volume(self, rng: np.random.Generator, batch: int) -> PatchSampler:
         noisy, clean, mask = self.draw_volume(rng)
-        fitted = Norm.fit(noisy, mask)
+        fitted = Norm.fit(noisy[0], mask)
         j = self.config.norm_jitter
         norm = Norm(fitted.mean + fitted.std * float(rng.uniform(-j, j)),
                     fitted.std * float(np.exp(rng.uniform(-j, j))))
-        z = norm.forward(noisy)
-        return PatchSampler([z[None]], [(norm.forward(clean) - z)[None]], mask,
+        z = norm.forward(noisy[0])
+        channels = [z]
+        if self.config.noise_channel:
+            channels.append(noise_map(noisy) / norm.std)
+        return PatchSampler([np.stack(channels)], [(norm.forward(clean) - z)[None]], mask,
                             self.config.patch_size, batch, flip_axes=(0, 1, 2))
 
     def __call__(self, rng: np.random.Generator) -> Batch:
@@ -146,12 +160,14 @@ class SyntheticNoiseSampler(_RefreshingSampler):
         self.volumes = [v[b] for v, b in zip(volumes, boxes)]
         self.masks = [m[b] for m, b in zip(masks, boxes)]
 
-    def draw_volume(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One randomized (noisy, clean, mask) triple; the drawn parameters go to ``self.last``."""
+    def draw_volume(self, rng: np.random.Generator
+                    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """One randomized (noisy draws, clean, mask) triple; the drawn parameters go to
+        ``self.last``."""
         i = int(rng.integers(len(self.volumes)))
         mask = self.masks[i]
         clean, gamma = contrast_and_bias(self.volumes[i], mask, rng)
-        noisy, params = add_noise(clean, rng, self.config)
+        noisy, params = add_noise(clean, rng, self.config, self.draws)
         self.last = {"volume": i, "gamma": gamma, **params}
         return noisy, clean, mask
 
@@ -164,11 +180,12 @@ class DomainRandomizedSampler(_RefreshingSampler):
         super().__init__(config)
         self.sources = list(sources)
 
-    def draw_volume(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw_volume(self, rng: np.random.Generator
+                    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         c = self.config.crop
         clean, mask, drawn = draw_clean(self.sources, (c, c, c), rng)
         clean, gamma = contrast_and_bias(clean, mask, rng)
-        noisy, params = add_noise(clean, rng, self.config)
+        noisy, params = add_noise(clean, rng, self.config, self.draws)
         self.last = {**drawn, "gamma": gamma, **params}
         return noisy, clean, mask
 

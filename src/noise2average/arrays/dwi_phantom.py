@@ -26,6 +26,15 @@ Tissue model (b in s/mm^2, diffusivities in mm^2/s):
   phantom is not piecewise constant.
 - Scheme: ``n_b0`` b=0 volumes interleaved evenly (the first volume is one) among ``n_dirs``
   directions at b = ``bval`` from deterministic antipodal electrostatic repulsion.
+
+``orientation="bundles"`` keeps the tissue maps, S0 and GM/CSF tensors but replaces the white
+matter's tract field by three smooth fibre families (:func:`bundle_tensors`): commissural arcs
+(left-right over the midline), association fibres (anterior-posterior, gently bending) and
+projection fibres (fanning upwards from below the brain). Each voxel's WM tensor is the mean
+of the families' cylinders weighted by smooth random memberships: one family dominates most of
+the white matter, and where two meet they cross (lower FA, a blended direction). Its
+neighbouring white-matter voxels differ far less in direction than in the structure-tensor
+field: the phantom of a brain whose bundles are coherent at the voxel scale.
 """
 
 from __future__ import annotations
@@ -144,6 +153,55 @@ def _cylinder(axis: np.ndarray, ad: np.ndarray, rd: np.ndarray) -> np.ndarray:
     return ad[..., None, None] * outer + rd[..., None, None] * (eye - outer)
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def bundle_directions(shape: tuple[int, ...], box: tuple[slice, ...], zooms
+                      ) -> list[np.ndarray]:
+    """Unit directions (box shape + (3,)) of the three fibre families of ``box`` in a volume
+    of ``shape`` whose centre is the brain's (axes: left-right, posterior-anterior,
+    inferior-superior, mm from the centre):
+
+    - commissural: circles about the anterior-posterior axis 40 mm below the centre, so
+      left-right over the midline and turning down towards the sides;
+    - association: anterior-posterior, bending by up to 15 degrees with height and side;
+    - projection: radial from a point 120 mm below the centre, so superior-inferior and
+      fanning out towards the cortex.
+    """
+    zooms = np.asarray(zooms, dtype=np.float64)
+    centre = (np.asarray(shape) - 1) / 2.0
+    axes = [(np.arange(b.start, b.stop) - c) * z for b, c, z in zip(box, centre, zooms)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    zero = np.zeros_like(x)
+    # tangent of circles about the line x = 0, z = -40 along y: (h, 0, -x) with h = z + 40
+    commissural = _unit(np.stack([z + 40.0, zero, -x], axis=-1))
+    bend = np.tan(np.radians(15.0))
+    association = _unit(np.stack([bend * np.sin(2 * np.pi * z / 120.0), np.ones_like(x),
+                                  bend * np.sin(2 * np.pi * x / 100.0)], axis=-1))
+    projection = _unit(np.stack([x, y, z + 120.0], axis=-1))
+    return [commissural, association, projection]
+
+
+def bundle_tensors(shape: tuple[int, ...], box: tuple[slice, ...], zooms,
+                   rng: np.random.Generator, ad: np.ndarray, rd: np.ndarray,
+                   sharpness: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """White-matter tensors of the bundle phantom (module docstring) on ``box``, and the
+    largest membership (1 where one family is alone, 1/3 where all three mix).
+
+    The memberships are a softmax of three smooth random fields (``smooth_box_field``, up to
+    2 periods across the volume) times ``sharpness``: the larger, the narrower the crossings.
+    ``ad`` and ``rd`` (box shape) are each family's axial and radial diffusivities.
+    """
+    fields = np.stack([smooth_box_field(shape, box, rng, 1.0) for _ in range(3)], axis=-1)
+    weights = np.exp(sharpness * (fields - fields.max(axis=-1, keepdims=True)))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    tensor = np.zeros(tuple(b.stop - b.start for b in box) + (3, 3))
+    for k, axis in enumerate(bundle_directions(shape, box, zooms)):
+        tensor += weights[..., k, None, None] * _cylinder(axis, ad, rd)
+    return tensor, weights.max(axis=-1)
+
+
 def _check_tissues(gm, wm, csf) -> dict[str, np.ndarray]:
     maps = {"gm": np.asarray(gm, np.float32), "wm": np.asarray(wm, np.float32),
             "csf": np.asarray(csf, np.float32)}
@@ -172,7 +230,8 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, *, zooms=(1.0,
                  s0: dict | None = None, s0_scale: float = 1000.0, bias: float = 0.1,
                  variation: float = 0.05, grad_sigma_mm: float = 1.0,
                  integration_sigma_mm: tuple[float, ...] = (3.0, 8.0),
-                 wm_threshold: float = 0.5, csf_threshold: float = 0.5) -> Phantom:
+                 wm_threshold: float = 0.5, csf_threshold: float = 0.5,
+                 orientation: str = "structure") -> Phantom:
     """Build the phantom (see the module docstring for the model).
 
     Parameters
@@ -190,7 +249,11 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, *, zooms=(1.0,
     variation : relative amplitude of the smooth variation of WM and GM diffusivities.
     grad_sigma_mm, integration_sigma_mm : scales of the structure tensor.
     wm_threshold, csf_threshold : fractions above which a voxel is in the WM / CSF mask.
+    orientation : ``"structure"`` (the WM map's structure tensor) or ``"bundles"`` (three
+        smooth fibre families that cross where they meet; :func:`bundle_tensors`).
     """
+    if orientation not in ("structure", "bundles"):
+        raise InputError(f"orientation must be 'structure' or 'bundles', got {orientation!r}")
     maps = _check_tissues(gm, wm, csf)
     shape = maps["gm"].shape
     zooms = tuple(float(z) for z in zooms)
@@ -222,7 +285,11 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, *, zooms=(1.0,
     _, vg = _eig(jg, tissue & (f["gm"] > 0))
     gm_axis = vg[..., :, 0]  # largest eigenvalue: across the cortical ribbon
     mod = var_field
-    d_wm = _cylinder(wm_axis, wm_ad * mod, (wm_rd[1] - (wm_rd[1] - wm_rd[0]) * tube) * mod)
+    if orientation == "bundles":
+        # drawn after the fields above, so both orientations share bias and variation
+        d_wm, _ = bundle_tensors(shape, box, zooms, rng, wm_ad * mod, wm_rd[0] * mod)
+    else:
+        d_wm = _cylinder(wm_axis, wm_ad * mod, (wm_rd[1] - (wm_rd[1] - wm_rd[0]) * tube) * mod)
     d_gm = _cylinder(gm_axis, gm_ad * mod, gm_rd * mod)
     d_csf = csf_d * np.eye(3)
     parts = {k: f[k].astype(np.float64) * s0[k] for k in ("gm", "wm", "csf")}
@@ -245,7 +312,13 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, *, zooms=(1.0,
                          f"{wm_threshold}); choose a larger or other region")
     record = {
         "model": "tissue tensors mixed by S0-weighted fractions; WM axis = smallest "
-                 "eigenvector of the WM map's structure tensor; GM axis = largest of the GM's",
+                 "eigenvector of the WM map's structure tensor; GM axis = largest of the GM's"
+                 if orientation == "structure" else
+                 "tissue tensors mixed by S0-weighted fractions; WM tensor = membership-"
+                 "weighted mean of three smooth fibre families' cylinders (commissural, "
+                 "association, projection); GM axis = largest eigenvector of the GM map's "
+                 "structure tensor",
+        "orientation": orientation,
         "zooms": list(zooms), "n_dirs": n_dirs, "n_b0": n_b0, "bval": bval, "seed": seed,
         "wm_ad": wm_ad, "wm_rd": list(wm_rd), "gm_ad": gm_ad, "gm_rd": gm_rd, "csf_d": csf_d,
         "s0": s0, "s0_scale": s0_scale, "bias": bias, "variation": variation,

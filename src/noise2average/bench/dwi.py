@@ -15,6 +15,9 @@ Two cases, scored separately:
   b0 + 6 DWIs along common directions (tensor fit of two disjoint 6-direction subsets, then
   synthesis). The learned methods and the average work on those repetitions; the conventional
   methods, which need no repetitions, denoise the whole single series (what a user would do).
+  ``METHOD@subsets`` runs a conventional method on the volumes the subsets were fitted from
+  (their b=0 and DWI volumes: 2 + 12 of the 32), so that every method sees the same
+  measurements; it is scored on those volumes.
 
 Scores, inside the brain mask: PSNR of the DWIs (b > 0 volumes of each output against their
 clean counterparts: the clean series, or for the subset repetitions the clean tensor field
@@ -52,6 +55,9 @@ class DwiBenchConfig:
     seed: int = 0
     group_size: int = 7
     subsets: int = 2  # repetitions made by dti_split in the subset case
+    #: the white matter's tract field: "structure" (the WM map's structure tensor) or
+    #: "bundles" (smooth crossing fibre families; arrays.dwi_phantom.bundle_tensors)
+    phantom: str = "structure"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,7 +100,7 @@ def mni_phantom(cfg: DwiBenchConfig):
     region = centred_cube(brain2, cfg.crop)
     ph = make_phantom(small["gm"], small["wm"], small["csf"], zooms=(cfg.zoom_mm,) * 3,
                       n_dirs=cfg.n_dirs, n_b0=cfg.n_b0, bval=cfg.bval, seed=cfg.seed,
-                      brain_mask=brain2, region=region)
+                      brain_mask=brain2, region=region, orientation=cfg.phantom)
     offset = aff @ np.array([region[0].start, region[1].start, region[2].start, 1.0])
     aff = aff.copy()
     aff[:3, 3] = offset[:3]
@@ -178,19 +184,34 @@ def run_method(case: Case, method: str, config, group_size: int,
 
     if method == "noisy":
         return case.single, "single"
-    if method in CONVENTIONAL and case.subset:  # the whole single series (module text)
+    base, _, where = method.partition("@")
+    if where and (where != "subsets" or base not in CONVENTIONAL or not case.subset):
+        raise ValueError(f"{method!r}: '@subsets' is for a conventional method in the subset "
+                         "case")
+    if base in CONVENTIONAL and case.subset:  # one single series (module text)
         from dipy.denoise.noise_estimate import estimate_sigma
 
+        vols = subset_volumes(case) if where else np.arange(case.single.shape[-1])
+        series = np.ascontiguousarray(case.single[..., vols])
         # one series, no repetitions to difference: the noise SD as a user of BM4D would
         # estimate it (DIPY's local estimate, median over volumes; the others ignore it)
-        sigma = float(np.median(estimate_sigma(case.single, N=0)))
-        out = DIFFUSION[method]([case.single], case.brain, sigma, bvals=case.single_bvals)
-        return np.where(case.brain[..., None], out, 0).astype(np.float32), "single"
+        sigma = float(np.median(estimate_sigma(series, N=0)))
+        out = DIFFUSION[base]([series], case.brain, sigma, bvals=case.single_bvals[vols])
+        return (np.where(case.brain[..., None], out, 0).astype(np.float32),
+                "subsets" if where else "single")
     res = denoise_dwi(case.reps, case.bvals, case.bvecs, case.brain,
                       config.replace(method=method, align="auto"), group_size=group_size,
                       reference=case.clean if method == "supervised" else None,
                       init_model=init_model)
     return res.output, "reps"
+
+
+def subset_volumes(case: Case) -> np.ndarray:
+    """Indices into the single series of the volumes the subset repetitions were fitted
+    from: their b=0 volumes and their DWIs, in acquisition order."""
+    split = case.record["split"]["subsets"]
+    used = {v for s in split for v in s["volumes"] + s["b0_volumes"]}
+    return np.array(sorted(used), dtype=int)
 
 
 def score(case: Case, output: np.ndarray, table: str) -> tuple[dict, dict]:
@@ -199,6 +220,10 @@ def score(case: Case, output: np.ndarray, table: str) -> tuple[dict, dict]:
 
     if table == "single":
         bvals, bvecs, clean = case.single_bvals, case.single_bvecs, case.single_clean
+    elif table == "subsets":
+        vols = subset_volumes(case)
+        bvals, bvecs = case.single_bvals[vols], case.single_bvecs[vols]
+        clean = case.single_clean[..., vols]
     else:
         bvals, bvecs, clean = case.bvals, case.bvecs, case.clean
     dwi = bvals > 50
@@ -238,7 +263,8 @@ def target_check(rows: list[dict]) -> list[str]:
     if "n2a" not in by:
         return ["n2a was not run"]
     n2a = by["n2a"]
-    conv = [by[m] for m in CONVENTIONAL if m in by]
+    # every conventional row, on the whole series or on the subsets' volumes (METHOD@subsets)
+    conv = [r for m, r in by.items() if m.partition("@")[0] in CONVENTIONAL]
     out = []
     if conv:
         best_fa = min(r["FA_mae_wm"] for r in conv)
