@@ -109,7 +109,13 @@ def _initial_model(config: DenoiseConfig, init_model=None):
         return model
     if config.init == "scratch":
         return build_model(config.preset)
-    return load_model(config.init)[0]
+    model = load_model(config.init)[0]
+    if model.config.in_channels != model.config.out_channels:
+        # a network pre-trained with a noise-map channel (benchmarks/noise_conditioning.py)
+        raise InputError(f"{config.init}: the network takes {model.config.in_channels} input "
+                         f"channels for {model.config.out_channels} output; n2a denoise gives "
+                         "it none beyond the image (a noise-map network is a benchmark model)")
+    return model
 
 
 def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish,
