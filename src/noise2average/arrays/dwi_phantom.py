@@ -202,6 +202,28 @@ def bundle_tensors(shape: tuple[int, ...], box: tuple[slice, ...], zooms,
     return tensor, weights.max(axis=-1)
 
 
+def _structure_wm_tensors(jw: np.ndarray, where: np.ndarray, ad: np.ndarray,
+                          rd: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """White-matter cylinders along the smallest eigenvector of the WM map's structure tensor
+    ``jw`` (along the tract), with the radial diffusivity going from ``rd[1]`` to ``rd[0]``
+    as the map gets tube-like (module docstring)."""
+    mu, vw = _eig(jw, where)
+    eps = 1e-3 * max(float(mu[..., 0].max()), 1e-12)
+    tube = np.clip((mu[..., 1] - mu[..., 2]) / (mu[..., 0] + eps), 0, 1)
+    return _cylinder(vw[..., :, 2], ad, rd[1] - (rd[1] - rd[0]) * tube)
+
+
+def _mix_tissues(fractions: dict, s0: dict, tensors: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel tensor, the S0-weighted mean of the tissue tensors, and the relative S0
+    (module docstring: partial volume)."""
+    parts = {k: fractions[k].astype(np.float64) * s0[k] for k in ("gm", "wm", "csf")}
+    s0_rel = parts["gm"] + parts["wm"] + parts["csf"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = {k: np.where(s0_rel > 0, p / s0_rel, 0.0) for k, p in parts.items()}
+    tensor = sum(w[k][..., None, None] * tensors[k] for k in ("wm", "gm", "csf"))
+    return tensor, s0_rel
+
+
 def _check_tissues(gm, wm, csf) -> dict[str, np.ndarray]:
     maps = {"gm": np.asarray(gm, np.float32), "wm": np.asarray(wm, np.float32),
             "csf": np.asarray(csf, np.float32)}
@@ -276,11 +298,6 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, *, zooms=(1.0,
     inner = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))
     f = {k: m[box] for k, m in maps.items()}
     tissue = (f["gm"] + f["wm"] + f["csf"]) > 0
-    jw = structure_tensor(maps["wm"][outer], zooms, grad_sigma_mm, integration_sigma_mm)[inner]
-    mu, vw = _eig(jw, tissue & (f["wm"] > 0))
-    eps = 1e-3 * max(float(mu[..., 0].max()), 1e-12)
-    tube = np.clip((mu[..., 1] - mu[..., 2]) / (mu[..., 0] + eps), 0, 1)
-    wm_axis = vw[..., :, 2]  # smallest eigenvalue: along the tract
     jg = structure_tensor(maps["gm"][outer], zooms, grad_sigma_mm, integration_sigma_mm)[inner]
     _, vg = _eig(jg, tissue & (f["gm"] > 0))
     gm_axis = vg[..., :, 0]  # largest eigenvalue: across the cortical ribbon
@@ -289,16 +306,13 @@ def make_phantom(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, *, zooms=(1.0,
         # drawn after the fields above, so both orientations share bias and variation
         d_wm, _ = bundle_tensors(shape, box, zooms, rng, wm_ad * mod, wm_rd[0] * mod)
     else:
-        d_wm = _cylinder(wm_axis, wm_ad * mod, (wm_rd[1] - (wm_rd[1] - wm_rd[0]) * tube) * mod)
+        jw = structure_tensor(maps["wm"][outer], zooms, grad_sigma_mm,
+                              integration_sigma_mm)[inner]
+        d_wm = _structure_wm_tensors(jw, tissue & (f["wm"] > 0), wm_ad * mod,
+                                     (wm_rd[0] * mod, wm_rd[1] * mod))
     d_gm = _cylinder(gm_axis, gm_ad * mod, gm_rd * mod)
-    d_csf = csf_d * np.eye(3)
-    parts = {k: f[k].astype(np.float64) * s0[k] for k in ("gm", "wm", "csf")}
-    s0_rel = parts["gm"] + parts["wm"] + parts["csf"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = {k: np.where(s0_rel > 0, p / s0_rel, 0.0) for k, p in parts.items()}
-    tensor = (w["wm"][..., None, None] * d_wm + w["gm"][..., None, None] * d_gm
-              + w["csf"][..., None, None] * d_csf)
-    del d_wm, d_gm, jw, jg
+    tensor, s0_rel = _mix_tissues(f, s0, {"wm": d_wm, "gm": d_gm, "csf": csf_d * np.eye(3)})
+    del d_wm, d_gm, jg
     evals, evecs = _eig(tensor, tissue)
     S0 = (s0_scale * s0_rel * bias_field).astype(np.float32)
     bvals, bvecs = gradient_scheme(n_dirs, n_b0, bval)
