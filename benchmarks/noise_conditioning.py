@@ -11,10 +11,13 @@ denoised by the network alone.
 
     python benchmarks/noise_conditioning.py train blind OUT_DIR [--steps 3000] [--init MODEL]
     python benchmarks/noise_conditioning.py train map OUT_DIR
+    python benchmarks/noise_conditioning.py train map OUT_DIR --init MAP_MODEL --lr 6e-5
     python benchmarks/noise_conditioning.py probe MODEL [MODEL ...] [--crop 64]
 
 Training runs on one thread (``--threads``) and saves ``OUT_DIR/model.safetensors`` every 250
-steps and at the end; ``train`` resumes from OUT_DIR's checkpoint when there is one.
+steps and at the end; ``train`` resumes from OUT_DIR's checkpoint when there is one. An
+``--init`` that already takes the noise channel is continued as it is (a second stage at a
+lower learning rate).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def train(args) -> None:
         model, state, _ = loaded
     else:
         model, state = load_model(args.init)[0], None
-        if args.variant == "map":
+        if args.variant == "map" and model.config.in_channels == 1:
             model = with_noise_input(model)
     meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "init": str(args.init),
             "variant": args.variant}

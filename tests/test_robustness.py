@@ -378,9 +378,9 @@ def test_cli_init_pickle_refused(tmp_path, capsys, nifti_case):
     assert not (tmp_path / "o.nii.gz").exists()
 
 
-def test_cli_init_noise_map_network_refused(tmp_path, capsys, nifti_case):
-    """A network pre-trained with a noise-map channel takes two inputs; n2a denoise says so in
-    one line instead of failing inside inference."""
+def test_cli_init_channel_mismatch_refused(tmp_path, capsys, nifti_case):
+    """A network whose input channels fit neither the image alone nor the image and a noise
+    map is refused in one line instead of failing inside inference."""
     from dataclasses import replace
 
     from noise2average.cli import main
@@ -388,12 +388,12 @@ def test_cli_init_noise_map_network_refused(tmp_path, capsys, nifti_case):
     from noise2average.nn.models import PRESETS, build_model
 
     _, paths, mpath = nifti_case
-    path = tmp_path / "map.safetensors"
-    save_model(path, build_model(replace(PRESETS["unet-tiny"], in_channels=2)))
+    path = tmp_path / "three.safetensors"
+    save_model(path, build_model(replace(PRESETS["unet-tiny"], in_channels=3)))
     rc = main(["denoise", *map(str, paths), "--mask", str(mpath), "-o", str(tmp_path / "o.nii.gz"),
                "--init", str(path), "--steps", "1", "--iterations", "1", "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "2 input channels" in err, err
+    assert rc == 2 and "\n" not in err and "3 input channels" in err, err
     assert not (tmp_path / "o.nii.gz").exists()
 
 

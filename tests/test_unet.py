@@ -75,3 +75,30 @@ def test_unet_block_inference_on_its_lattice_matches_whole_volume():
     aligned = np.abs(run(17, 12, align) - whole).max()
     unaligned = np.abs(run(17, 12, 1) - whole).max()
     assert aligned < 0.1 * unaligned
+
+
+def test_noise_map_network_gets_the_noise_sd_of_what_it_denoises(phantom):
+    """A network pre-trained with a noise-map channel gets, after the image, the local noise
+    SD in the image's normalized units: one repetition's for a repetition, 1 / sqrt(N) of it
+    for the registered average of the final pass; and fine-tuning trains it with that channel."""
+    from dataclasses import replace
+
+    from noise2average.arrays.noise import estimate_sigma
+    from noise2average.arrays.normalize import Norm
+    from noise2average.config import DenoiseConfig
+    from noise2average.pipeline import denoise
+
+    reps, _, mask = phantom
+    torch.manual_seed(0)
+    model = build_model(replace(PRESETS["unet-tiny"], in_channels=2))
+    seen = []
+    model.register_forward_pre_hook(
+        lambda mod, args: seen.append(float(args[0][:, 1].float().median())))
+    res = denoise(reps, mask, DenoiseConfig(steps=2, iterations=1, holdout=0, threads=1),
+                  init_model=model)
+    assert np.isfinite(res.output).all() and res.output.shape == reps[0].shape
+    expected = estimate_sigma(reps, mask) / Norm.fit(reps[0], mask).std
+    first, last = seen[0], seen[-1]  # a training patch of a repetition; the average's pass
+    assert 0.6 < first / expected < 1.5, (first, expected)
+    inferred = seen[2:]  # after the two training steps: each repetition, then the average
+    assert abs(inferred[-1] / inferred[0] - 1 / np.sqrt(2)) < 0.1, inferred

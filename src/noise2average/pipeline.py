@@ -13,7 +13,7 @@ import numpy as np
 from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
                                matched_gains, uncertainty_map)
 from .arrays.frames import Frames
-from .arrays.channels import broadcast_mask, channels_first, channels_last
+from .arrays.channels import broadcast_mask, channels_first, channels_last, n_channels
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
 from .arrays.noise import estimate_sigma, noise_map
 from .arrays.normalize import Norm
@@ -109,13 +109,19 @@ def _initial_model(config: DenoiseConfig, init_model=None):
         return model
     if config.init == "scratch":
         return build_model(config.preset)
-    model = load_model(config.init)[0]
-    if model.config.in_channels != model.config.out_channels:
-        # a network pre-trained with a noise-map channel (benchmarks/noise_conditioning.py)
-        raise InputError(f"{config.init}: the network takes {model.config.in_channels} input "
-                         f"channels for {model.config.out_channels} output; n2a denoise gives "
-                         "it none beyond the image (a noise-map network is a benchmark model)")
-    return model
+    return load_model(config.init)[0]
+
+
+def _takes_noise_map(model, channels: int, name: str) -> bool:
+    """Whether ``model`` takes a noise-map channel after the image's ``channels`` (a network
+    pre-trained with ``noise_channel``); an InputError for any other channel layout."""
+    cin, cout = model.config.in_channels, model.config.out_channels
+    if cin == cout == channels:
+        return False
+    if cout == channels == 1 and cin == 2:
+        return True
+    raise InputError(f"{name}: the network takes {cin} input channels for {cout} output; the "
+                     f"images have {channels} (a noise-map channel is for 3D images only)")
 
 
 def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish,
@@ -332,6 +338,8 @@ class _LearnedRun:
         self.finish, self.reference, self.progress = finish, reference, progress
         self.policy = resolve_policy(config.device, config.precision, config.threads)
         base = _initial_model(config, init_model)
+        self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
+        self._noise_sd: list[np.ndarray] | None = None
         self.base_state = copy.deepcopy(base.state_dict())
         self.model = self.policy.prepare(base)
         self.radius = self.model.config.receptive_radius
@@ -356,11 +364,40 @@ class _LearnedRun:
         self.d0, self.score0, self.gains0 = None, None, None
 
     # ------------------------------------------------------------------ inference
-    def apply(self, image, norm: Norm, region, flip, bar=None) -> np.ndarray:
-        """``image`` denoised by the network inside ``region`` (the input elsewhere)."""
+    def noise_sd(self, k: int | None) -> np.ndarray | None:
+        """The local noise SD of repetition ``k`` in its own frame, or of the registered
+        average (``k`` None) in repetition 1's: the noise-map channel, None for a network
+        without one.
+
+        Estimated once, from the repetitions registered into repetition 1's frame (when the
+        run registers; motion would otherwise read as noise at every edge) and without the
+        mask, as in pre-training: the network sees the noise outside the brain too.
+        """
+        if not self.takes_noise:
+            return None
+        if self._noise_sd is None:
+            n = len(self.reps)
+            aligned = [self.frames.to_frame(r, j, 0) for j, r in enumerate(self.reps)]
+            sd = noise_map(aligned)
+            self._noise_sd = [sd if j == 0 else self.frames.to_frame(sd, 0, j).astype(np.float32)
+                              for j in range(n)] + [(sd / np.sqrt(n)).astype(np.float32)]
+        return self._noise_sd[-1 if k is None else k]
+
+    def inputs(self, image, norm: Norm, k: int | None) -> np.ndarray:
+        """The network's normalized (C, X, Y, Z) input for repetition ``k`` (None: the
+        average), with the noise-map channel when the network takes one."""
+        z = channels_first(norm.forward(image))
+        sd = self.noise_sd(k)
+        if sd is None:
+            return z
+        return np.concatenate([z, (sd / norm.std)[None]]).astype(np.float32)
+
+    def apply(self, image, norm: Norm, region, flip, bar=None, k: int | None = 0) -> np.ndarray:
+        """``image`` (repetition ``k``, or the average for None) denoised by the network inside
+        ``region`` (the input elsewhere)."""
         from .nn.engine import denoise_volume
 
-        z = channels_first(norm.forward(image))
+        z = self.inputs(image, norm, k)
         d = denoise_volume(self.model, z, region, self.policy, self.radius,
                            self.config.block_size, flip, progress=bar.update if bar else None)
         return np.where(broadcast_mask(region, image), norm.inverse(channels_last(d, image.ndim)),
@@ -368,8 +405,8 @@ class _LearnedRun:
 
     def infer(self, region, bar=None) -> list[np.ndarray]:
         """Each repetition denoised by the network inside ``region``."""
-        return [self.apply(rep, norm, region, self.rep_flip, bar)
-                for rep, norm in zip(self.reps, self.norms)]
+        return [self.apply(rep, norm, region, self.rep_flip, bar, k)
+                for k, (rep, norm) in enumerate(zip(self.reps, self.norms))]
 
     def whole(self, it: int) -> list[np.ndarray]:
         """Each repetition denoised by the network on the whole mask."""
@@ -477,6 +514,9 @@ class _LearnedRun:
         inputs, train_targets = residual_pairs(config.strategy, self.reps, self.norms,
                                                self.targets, self.reference,
                                                self.frames if config.registers else None)
+        if self.takes_noise:
+            inputs = [self.inputs(r, norm, k) for k, (r, norm) in
+                      enumerate(zip(self.reps, self.norms))]
         sampler = PatchSampler(inputs, train_targets, self.heldout.train_mask, config.patch_size,
                                config.batch_size,
                                flip_axes=(self.flip_axis,) if self.flip_axis is not None else (),
@@ -597,6 +637,6 @@ class _LearnedRun:
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
         self.current = self.finish(self.apply(mean_in, Norm.fit(mean_in, self.mask), valid,
-                                              self.flip_axis), mean_in, valid)
+                                              self.flip_axis, k=None), mean_in, valid)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"

@@ -105,8 +105,13 @@ def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, poli
                    radius: int, block: int = 64, flip_axis: int | None = 0,
                    progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Residual-corrected volume ``z + f(z)`` for a normalized (C, X, Y, Z) input, averaged over
-    a flip along ``flip_axis`` (test-time augmentation) unless it is None."""
+    a flip along ``flip_axis`` (test-time augmentation) unless it is None.
+
+    A network with more input than output channels (a noise-map channel after the image's)
+    corrects the first ``out_channels`` channels of ``z``; the result has that many.
+    """
     model.eval()
+    c_out = model.config.out_channels
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with policy.autocast():
@@ -114,7 +119,8 @@ def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, poli
 
     def run(vol: np.ndarray) -> np.ndarray:
         return predict_volume(forward, vol, m, radius, policy.to_tensor, block=block,
-                              progress=progress, align=model.config.grid_alignment)
+                              out_channels=c_out, progress=progress,
+                              align=model.config.grid_alignment)
 
     m = mask
     res = run(z)
@@ -123,7 +129,7 @@ def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, poli
         m = np.flip(mask, flip_axis)
         res_f = run(np.ascontiguousarray(np.flip(z, ax)))
         res = 0.5 * (res + np.flip(res_f, ax))
-    return (z + res).astype(np.float32)
+    return (z[:c_out] + res).astype(np.float32)
 
 
 def inference_blocks(mask: np.ndarray, block: int, flip: bool) -> int:
