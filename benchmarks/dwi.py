@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         write_text(work / f"{m}.json", json.dumps({
             "table": table, "seconds": round(secs, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-            "config": (config.replace(method=m.partition("@")[0]).to_dict()
+            "config": (config.replace(method=m.partition("@")[0].partition(":")[0]).to_dict()
                        if m not in ("noisy",) else None)}))
         print(f"  {m}: {secs:.0f} s", flush=True)
 

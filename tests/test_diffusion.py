@@ -126,6 +126,21 @@ def test_noise2average_on_a_diffusion_group_beats_the_average(dwi_case):
     assert gain > 1.0, gain  # measured: 1.38 dB (6 steps, no flip averaging)
 
 
+def test_contrast_weight_trains_a_diffusion_group_and_is_refused_for_3d(dwi_case, phantom):
+    from noise2average.pipeline import denoise
+
+    ph, reps = dwi_case
+    cfg = DenoiseConfig(method="n2a", steps=3, iterations=1, threads=1, patch_size=16,
+                        block_size=32, flip=False, outside="zero", contrast_weight=2.0)
+    res = denoise_dwi(reps, ph.bvals, ph.bvecs, ph.brain_mask, cfg)
+    assert np.isfinite(res.output).all() and res.config.contrast_weight == 2.0
+    t1_reps, _, mask = phantom
+    with pytest.raises(InputError, match="contrast_weight is for diffusion groups"):
+        denoise(t1_reps, mask, DenoiseConfig(steps=1, iterations=1, contrast_weight=1.0))
+    with pytest.raises(InputError, match="contrast_weight"):
+        DenoiseConfig(contrast_weight=-1.0)
+
+
 def test_contrast_kept_is_measured_without_the_truth(dwi_case):
     ph, reps = dwi_case
     b0 = ph.bvals == 0

@@ -42,6 +42,10 @@ class DenoiseConfig:
         Optimizer steps per iteration (Adam, one batch per step).
     lr, batch_size, patch_size
         Fine-tuning learning rate, patches per step, patch edge in voxels.
+    contrast_weight
+        Diffusion groups only: the extra weight of the directional contrast's error in the
+        fine-tuning loss (:func:`noise2average.nn.losses.contrast_weighted_mse`); 0, the
+        default, trains with the plain squared error.
     schedule
         Fine-tuning learning-rate schedule: ``constant`` or ``cosine`` (decay to 5 % of ``lr``
         over the steps of each iteration).
@@ -125,6 +129,7 @@ class DenoiseConfig:
     steps: int = 200
     lr: float = 2e-4
     schedule: str = "constant"
+    contrast_weight: float = 0.0
     batch_size: int = 1
     patch_size: int = 32
     restart: bool = True
@@ -163,6 +168,8 @@ class DenoiseConfig:
                              "pre-trained network; use --method pretrained for that")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        if not self.contrast_weight >= 0:
+            raise InputError(f"contrast_weight must be >= 0, got {self.contrast_weight}")
         if self.sampling not in ("mask", "blocks"):
             raise InputError(f"sampling must be 'mask' or 'blocks', got {self.sampling!r}")
         if self.outside not in ("blend", "average", "zero"):

@@ -4,6 +4,7 @@ strategies) on arrays. No paths here: the file layer lives in :mod:`noise2averag
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,19 @@ def _takes_noise_map(model, channels: int, name: str) -> bool:
         return True
     raise InputError(f"{name}: the network takes {cin} input channels for {cout} output; the "
                      f"images have {channels} (a noise-map channel is for 3D images only)")
+
+
+def _loss(config: DenoiseConfig, channels: int):
+    """The fine-tuning loss: the plain masked MSE, or with ``contrast_weight`` the one that
+    weights the directional contrast of a diffusion group (b0 and at least two DWIs)."""
+    from .nn.losses import contrast_weighted_mse, masked_mse
+
+    if config.contrast_weight == 0:
+        return masked_mse
+    if channels < 3:
+        raise InputError("contrast_weight is for diffusion groups (a b0 and at least two "
+                         f"DWIs); these images have {channels} channel(s)")
+    return functools.partial(contrast_weighted_mse, contrast_weight=config.contrast_weight)
 
 
 def _combine(reps, denoised, frames: Frames, mask, config: DenoiseConfig, finish,
@@ -339,6 +353,7 @@ class _LearnedRun:
         self.policy = resolve_policy(config.device, config.precision, config.threads)
         base = _initial_model(config, init_model)
         self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
+        self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
         self.base_state = copy.deepcopy(base.state_dict())
         self.model = self.policy.prepare(base)
@@ -525,6 +540,7 @@ class _LearnedRun:
         # fine-tuning keeps any batch-norm statistics of the initial model (nn.engine.fit)
         state = fit(self.model, sampler, self.steps, config.lr, self.policy,
                     seed=config.seed + it, schedule=config.schedule, freeze_bn=True,
+                    loss_fn=self.loss_fn,
                     progress=(lambda n, loss: (bar.update(n),
                                                bar.set_postfix(loss=f"{loss:.4f}")))
                     if bar else None)

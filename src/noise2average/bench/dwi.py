@@ -18,6 +18,8 @@ Two cases, scored separately:
   ``METHOD@subsets`` runs a conventional method on the volumes the subsets were fitted from
   (their b=0 and DWI volumes: 2 + 12 of the 32), so that every method sees the same
   measurements; it is scored on those volumes.
+- A learned method may carry configuration changes, as in ``n2a benchmark``:
+  ``n2a:contrast_weight=3``.
 
 Scores, inside the brain mask: PSNR of the DWIs (b > 0 volumes of each output against their
 clean counterparts: the clean series, or for the subset repetitions the clean tensor field
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..methods.registry import names
+from .volumes import parse_spec
 
 # the conventional series methods of methods.registry but the plain average: in the subset
 # case they denoise the whole acquired series, as their users would (module text)
@@ -199,9 +202,12 @@ def run_method(case: Case, method: str, config, group_size: int,
         out = DIFFUSION[base]([series], case.brain, sigma, bvals=case.single_bvals[vols])
         return (np.where(case.brain[..., None], out, 0).astype(np.float32),
                 "subsets" if where else "single")
+    # a learned method may carry DenoiseConfig changes: ``n2a:contrast_weight=2``
+    base, changes = parse_spec(method)
     res = denoise_dwi(case.reps, case.bvals, case.bvecs, case.brain,
-                      config.replace(method=method, align="auto"), group_size=group_size,
-                      reference=case.clean if method == "supervised" else None,
+                      config.replace(method=base, align="auto", **changes),
+                      group_size=group_size,
+                      reference=case.clean if base == "supervised" else None,
                       init_model=init_model)
     return res.output, "reps"
 

@@ -1,7 +1,8 @@
 """The one training loop, and inference with test-time flip averaging.
 
 Noise2Average, Noise2Noise, supervised fine-tuning and pre-training all call :func:`fit`; they
-differ only in the sampler, i.e. in how the (input, residual target) pairs were formed.
+differ only in the sampler, i.e. in how the (input, residual target) pairs were formed (and a
+diffusion run may weight the directional contrast in the loss, :mod:`.losses`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from .device import Policy
+from .losses import masked_mse
 from .patches import Batch, count_blocks, predict_volume
 
 Sampler = Callable[[np.random.Generator], Batch]
@@ -31,10 +33,6 @@ class FitState:
     seconds: float = 0.0
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
-
-
 def _lr_at(step: int, steps: int, lr: float, schedule: str, warmup: int) -> float:
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -49,7 +47,9 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
         state: FitState | None = None,
         on_step: Callable[[FitState], None] | None = None,
         progress: Callable[[int, float], None] | None = None,
-        freeze_bn: bool = False, clip_grad: float = 0.0) -> FitState:
+        freeze_bn: bool = False, clip_grad: float = 0.0,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = masked_mse,
+        ) -> FitState:
     """Train ``model`` in place with Adam and the masked MSE for ``steps`` optimizer steps.
 
     ``state`` continues an interrupted run (optimizer moments, sampler RNG, step count);
@@ -58,7 +58,9 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
     parameters still train), so the network computes the same function in training and at
     inference: fine-tuning with one or two patches per step must not re-estimate statistics
     (see :mod:`noise2average.nn.models`). Networks without batch norm are unaffected.
-    ``clip_grad`` > 0 clips the gradients' global norm to it before each step.
+    ``clip_grad`` > 0 clips the gradients' global norm to it before each step. ``loss_fn``
+    (prediction, target, weight) -> loss is :func:`~noise2average.nn.losses.masked_mse` unless
+    a method asks for another (:mod:`noise2average.nn.losses`).
     """
     state = state or FitState()
     rng = np.random.default_rng(seed)
@@ -80,7 +82,7 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
         opt.zero_grad(set_to_none=True)
         with policy.autocast():
             pred = model(x)
-        loss = masked_mse(pred.float(), y, w)
+        loss = loss_fn(pred.float(), y, w)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {state.step}")
         loss.backward()

@@ -1,0 +1,30 @@
+"""Training losses on (B, C, X, Y, Z) predictions and residual targets, weighted by a
+(B, 1, X, Y, Z) mask; each is a sum over channels, averaged over the weighted voxels."""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over channels, averaged over the weighted voxels."""
+    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def contrast_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                          contrast_weight: float) -> torch.Tensor:
+    """:func:`masked_mse` plus ``contrast_weight`` times the squared error of the directional
+    contrast: for a diffusion group (channel 0 the mean b0, channels 1.. its DWIs), each DWI
+    channel's error minus the voxel's mean DWI error.
+
+    That part of the error is what FA and the principal direction are made of; a network
+    trained with the plain loss keeps about 97 % of the contrast between directions
+    (``diffusion.contrast_kept``), and FA comes out biased low. Weighting the part up asks
+    the network to spend more of its capacity there; in expectation both losses have the same
+    minimizer, so the weight trades capacity, not bias in the target.
+    """
+    err = pred - target
+    dwi = err[:, 1:]
+    contrast = dwi - dwi.mean(1, keepdim=True)
+    total = (err ** 2 * weight).sum() + contrast_weight * (contrast ** 2 * weight).sum()
+    return total / weight.sum().clamp_min(1.0)
