@@ -16,7 +16,7 @@ from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics
 from .arrays.frames import Frames
 from .arrays.channels import broadcast_mask, channels_first, channels_last, n_channels
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
-from .arrays.noise import estimate_sigma, noise_map
+from .arrays.noise import estimate_sigma, noise_map, resampling_variance
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
@@ -386,14 +386,21 @@ class _LearnedRun:
 
         Estimated once, from the repetitions registered into repetition 1's frame (when the
         run registers; motion would otherwise read as noise at every edge) and without the
-        mask, as in pre-training: the network sees the noise outside the brain too.
+        mask, as in pre-training: the network sees the noise outside the brain too. The
+        resampling shrinks the noise of the moved repetitions; the map's variance is divided
+        by the mean fraction they keep (:func:`~noise2average.arrays.noise.resampling_variance`;
+        the mean because the spread about the mean of N repetitions estimates the mean of
+        their variances).
         """
         if not self.takes_noise:
             return None
         if self._noise_sd is None:
-            n = len(self.reps)
+            n, shape = len(self.reps), self.reps[0].shape
             aligned = [self.frames.to_frame(r, j, 0) for j, r in enumerate(self.reps)]
-            sd = noise_map(aligned)
+            kept = np.mean([np.ones(shape, np.float32) if a is r else resampling_variance(
+                lambda w, j=j: self.frames.to_frame(w, j, 0), shape)
+                for j, (a, r) in enumerate(zip(aligned, self.reps))], axis=0)
+            sd = (noise_map(aligned) / np.sqrt(kept)).astype(np.float32)
             self._noise_sd = [sd if j == 0 else self.frames.to_frame(sd, 0, j).astype(np.float32)
                               for j in range(n)] + [(sd / np.sqrt(n)).astype(np.float32)]
         return self._noise_sd[-1 if k is None else k]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage, stats
 
@@ -70,6 +72,22 @@ def noise_map(reps: list[np.ndarray], mask: np.ndarray | None = None,
     if mask is not None:
         out[~mask] = 0
     return out
+
+
+def resampling_variance(resample: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
+                        radius: float = 6.0, seed: int = 0) -> np.ndarray:
+    """The local fraction of white noise's variance that ``resample`` keeps.
+
+    Interpolating a noisy image onto a shifted or rotated grid averages neighbouring voxels,
+    and the noise shrinks with it (cubic splines keep 0.63 of the variance at a half-voxel
+    shift, 0.75 on average under a small rotation); a noise map estimated from resampled
+    repetitions reads low by that much. Measured by resampling unit white noise with the
+    same ``resample`` and smoothing its square (Gaussian of ``radius`` voxels: the factor
+    varies slowly, and a wide window keeps the estimate's own noise near 1 %).
+    """
+    white = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    kept = ndimage.gaussian_filter(np.asarray(resample(white), np.float32) ** 2, radius)
+    return np.clip(kept, 0.05, None).astype(np.float32)
 
 
 def estimate_sigma(reps: list[np.ndarray], mask: np.ndarray) -> float:
