@@ -12,6 +12,7 @@ denoised by the network alone.
     python benchmarks/noise_conditioning.py train blind OUT_DIR [--steps 3000] [--init MODEL]
     python benchmarks/noise_conditioning.py train map OUT_DIR
     python benchmarks/noise_conditioning.py train map OUT_DIR --init MAP_MODEL --lr 6e-5
+    python benchmarks/noise_conditioning.py train map OUT_DIR --init MAP_MODEL --registered 0.7 --average-input 0.5
     python benchmarks/noise_conditioning.py probe MODEL [MODEL ...] [--crop 64]
 
 Training runs on one thread (``--threads``) and saves ``OUT_DIR/model.safetensors`` every 250
@@ -61,7 +62,8 @@ def train(args) -> None:
     torch.manual_seed(args.seed)
     cfg = PretrainConfig(steps=args.steps, lr=args.lr, warmup=100, batch_size=2, patch_size=32,
                          crop=72, refresh=30, pool=8, multicoil=0.0, sigma_min=0.01,
-                         sigma_max=0.12, seed=args.seed, noise_channel=args.variant == "map")
+                         sigma_max=0.12, seed=args.seed, noise_channel=args.variant == "map",
+                         registered=args.registered, average_input=args.average_input)
     loaded = load_fit(out / "ckpt")
     if loaded is not None:
         model, state, _ = loaded
@@ -156,6 +158,10 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--registered", type=float, default=0.0,
+                   help="probability of a registered (resampled) second draw")
+    t.add_argument("--average-input", type=float, default=0.0,
+                   help="probability that the input is the draws' average")
     p = sub.add_parser("probe")
     p.add_argument("models", nargs="+")
     p.add_argument("--crop", type=int, default=64)

@@ -106,6 +106,41 @@ def test_noise_channel_carries_the_local_noise_sd_of_the_input():
     assert 0.02 * image_sd < float(np.median(level)) < 0.5 * image_sd
 
 
+def test_registered_draw_keeps_the_anatomy_and_interpolates_the_noise():
+    """A registered repetition: the anatomy back in place (up to the spline's blur), its
+    noise interpolated, so that its variance is below the first draw's."""
+    from noise2average.arrays.noise import rician
+    from noise2average.pretrain import registered_draw
+
+    gm, wm, csf, brain = _ball_tissues(40)
+    clean = (0.4 * gm + 0.8 * wm + 0.2 * csf).astype(np.float32)
+    rng = np.random.default_rng(3)
+    first = rician(clean, 0.05, rng)
+    second = registered_draw(clean, rng, lambda moved: rician(moved, 0.05, rng))
+    inner = (slice(6, -6),) * 3
+    clean_back = registered_draw(clean, np.random.default_rng(4), lambda moved: moved)
+    assert np.abs(clean_back - clean)[inner].mean() < 0.02
+    var_first = np.var((first - clean)[inner])
+    var_second = np.var((second - clean_back)[inner])
+    assert 0.4 * var_first < var_second < 0.95 * var_first, (var_first, var_second)
+
+
+def test_average_input_gives_the_average_and_its_map():
+    """With ``average_input`` = 1 the input is the draws' average and the map is divided by
+    sqrt(2): the map channel's median falls by about that factor against ``average_input`` 0
+    on the same volumes."""
+    medians = []
+    for p in (0.0, 1.0):
+        cfg = PretrainConfig(batch_size=2, patch_size=16, crop=32, refresh=10,
+                             noise_channel=True, sigma_min=0.06, sigma_max=0.06,
+                             norm_jitter=0.0, registered=1.0, average_input=p)
+        sampler = DomainRandomizedSampler(pretrain_sources(), cfg)
+        x, _, w = sampler(np.random.default_rng(5))
+        inside = w[:, 0] > 0
+        medians.append(float(np.median(x[:, 1][inside])))
+    assert 0.55 < medians[1] / medians[0] < 0.85, medians
+
+
 def test_sharpened_fractions_are_crisp_partitions():
     gm, wm, csf, _ = _ball_tissues()
     soft = [np.asarray(a, np.float32) for a in (gm, wm, csf)]

@@ -65,6 +65,14 @@ class PretrainConfig:
     #: noisy draws of the same volume as the pipeline estimates it from two repetitions
     #: (:func:`arrays.noise.noise_map`), in the input's normalized units
     noise_channel: bool = False
+    #: with the noise channel: probability that the draws after the first are repetitions as
+    #: a user's registration leaves them, drawn on the volume under a random rigid motion
+    #: (up to 2 degrees and 1 voxel) and resampled back, so that their noise is interpolated
+    #: (:func:`registered_draw`); the map then means what it means in ``n2a denoise``
+    registered: float = 0.0
+    #: with the noise channel: probability that the network's input is the average of the
+    #: draws, with the map divided by sqrt(draws), as in the pipeline's final pass
+    average_input: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,8 +91,30 @@ def add_noise(clean: np.ndarray, rng: np.random.Generator, config: PretrainConfi
     corr = float(rng.uniform(0.3, 0.8)) if rng.random() < 0.5 else 0.0
     # drawn only when asked for, so runs without multi-coil noise keep their random stream
     coils = int(rng.integers(2, 5)) if config.multicoil > 0 and rng.random() < config.multicoil else 1
-    noisy = [rician(clean, sigma * g, rng, correlation=corr, coils=coils) for _ in range(draws)]
-    return noisy, {"sigma": sigma, "gfactor": use_g, "correlation": corr, "coils": coils}
+    # drawn only when asked for, as above
+    registered = draws > 1 and config.registered > 0 and bool(rng.random() < config.registered)
+    noisy = []
+    for k in range(draws):
+        if registered and k > 0:
+            noisy.append(registered_draw(clean, rng, lambda moved: rician(
+                moved, sigma * g, rng, correlation=corr, coils=coils)))
+        else:
+            noisy.append(rician(clean, sigma * g, rng, correlation=corr, coils=coils))
+    return noisy, {"sigma": sigma, "gfactor": use_g, "correlation": corr, "coils": coils,
+                   "registered": registered}
+
+
+def registered_draw(clean: np.ndarray, rng: np.random.Generator,
+                    noise: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """A repetition as a registration leaves it: ``noise`` applied to ``clean`` moved by a
+    random rigid motion (rotations up to 2 degrees, translations up to 1 voxel), then
+    resampled back onto ``clean``'s grid (cubic spline), which interpolates its noise."""
+    from .arrays.simulate import resample, rigid_matrix
+
+    motion = rigid_matrix(rng.uniform(-2, 2, 3), rng.uniform(-1, 1, 3))
+    zooms = (1.0, 1.0, 1.0)
+    moved = resample(clean, np.linalg.inv(motion), zooms)
+    return np.clip(resample(noise(moved), motion, zooms), 0, None).astype(np.float32)
 
 
 def contrast_and_bias(clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator
@@ -123,14 +153,18 @@ class _RefreshingSampler:
 
     def _patches_of_new_volume(self, rng: np.random.Generator, batch: int) -> PatchSampler:
         noisy, clean, mask = self.draw_volume(rng)
-        fitted = Norm.fit(noisy[0], mask)
+        image, level = noisy[0], 1.0
+        if (self.config.noise_channel and self.config.average_input > 0
+                and rng.random() < self.config.average_input):
+            image, level = np.mean(noisy, axis=0), 1.0 / np.sqrt(len(noisy))
+        fitted = Norm.fit(image, mask)
         j = self.config.norm_jitter
         norm = Norm(fitted.mean + fitted.std * float(rng.uniform(-j, j)),
                     fitted.std * float(np.exp(rng.uniform(-j, j))))
-        z = norm.forward(noisy[0])
+        z = norm.forward(image)
         channels = [z]
         if self.config.noise_channel:
-            channels.append(noise_map(noisy) / norm.std)
+            channels.append(noise_map(noisy) * level / norm.std)
         return PatchSampler([np.stack(channels)], [(norm.forward(clean) - z)[None]], mask,
                             self.config.patch_size, batch, flip_axes=(0, 1, 2))
 
