@@ -136,6 +136,7 @@ def test_average_input_gives_the_average_and_its_map():
                              norm_jitter=0.0, registered=1.0, average_input=p)
         sampler = DomainRandomizedSampler(pretrain_sources(), cfg)
         x, _, w = sampler(np.random.default_rng(5))
+        assert x.dtype == np.float32
         inside = w[:, 0] > 0
         medians.append(float(np.median(x[:, 1][inside])))
     assert 0.55 < medians[1] / medians[0] < 0.85, medians

@@ -156,7 +156,7 @@ class _RefreshingSampler:
         image, level = noisy[0], 1.0
         if (self.config.noise_channel and self.config.average_input > 0
                 and rng.random() < self.config.average_input):
-            image, level = np.mean(noisy, axis=0), 1.0 / np.sqrt(len(noisy))
+            image, level = np.mean(noisy, axis=0), float(1.0 / np.sqrt(len(noisy)))
         fitted = Norm.fit(image, mask)
         j = self.config.norm_jitter
         norm = Norm(fitted.mean + fitted.std * float(rng.uniform(-j, j)),
