@@ -414,7 +414,7 @@ class _LearnedRun:
             return z
         return np.concatenate([z, (sd / norm.std)[None]]).astype(np.float32)
 
-    def apply(self, image, norm: Norm, region, flip, bar=None, k: int | None = 0) -> np.ndarray:
+    def apply(self, image, norm: Norm, region, flip, k: int | None, bar=None) -> np.ndarray:
         """``image`` (repetition ``k``, or the average for None) denoised by the network inside
         ``region`` (the input elsewhere)."""
         from .nn.engine import denoise_volume
@@ -427,7 +427,7 @@ class _LearnedRun:
 
     def infer(self, region, bar=None) -> list[np.ndarray]:
         """Each repetition denoised by the network inside ``region``."""
-        return [self.apply(rep, norm, region, self.rep_flip, bar, k)
+        return [self.apply(rep, norm, region, self.rep_flip, k, bar)
                 for k, (rep, norm) in enumerate(zip(self.reps, self.norms))]
 
     def whole(self, it: int) -> list[np.ndarray]:
@@ -660,6 +660,6 @@ class _LearnedRun:
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
         self.current = self.finish(self.apply(mean_in, Norm.fit(mean_in, self.mask), valid,
-                                              self.flip_axis, k=None), mean_in, valid)
+                                              self.flip_axis, None), mean_in, valid)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
