@@ -2,9 +2,9 @@
 
 One protocol-v1 case of ``n2a benchmark`` (same simulation and crop), registered as
 ``n2a denoise`` registers it; the map network alone on the registered average, given the
-pipeline's noise map (``_LearnedRun.noise_sd``'s estimate: the registered repetitions' spread,
-corrected for the pipeline's own resampling, divided by sqrt(N)) times a scale, and the
-shipped blind U-Net on the same average. No flip averaging.
+pipeline's noise map for it (``_LearnedRun.noise_sd``: the registered repetitions' spread
+divided by sqrt(N)) times a scale, and the shipped blind U-Net on the same average. No flip
+averaging.
 
     python benchmarks/noise_map_scale.py MAP_MODEL [--sigma 0.05] [--reps 2] [--crop 96]
 
@@ -24,7 +24,7 @@ def main() -> None:
 
     from noise2average.arrays.frames import Frames
     from noise2average.arrays.metrics import psnr
-    from noise2average.arrays.noise import noise_map, resampling_variance
+    from noise2average.arrays.noise import noise_map
     from noise2average.arrays.normalize import Norm
     from noise2average.arrays.simulate import SimulationConfig
     from noise2average.io.templates import colin27_paths
@@ -53,10 +53,7 @@ def main() -> None:
     frames = Frames(n)
     _register(frames, reps, mask)
     aligned = [frames.to_frame(r, j, 0) for j, r in enumerate(reps)]
-    kept = np.mean([np.ones(mask.shape, np.float32)] + [
-        resampling_variance(lambda w, j=j: frames.to_frame(w, j, 0), mask.shape)
-        for j in range(1, n)], axis=0)
-    sd = noise_map(aligned) / np.sqrt(kept) / np.sqrt(n)
+    sd = noise_map(aligned) / np.sqrt(n)
     average = np.mean(aligned, axis=0)
     norm = Norm.fit(average, mask)
     policy = resolve_policy("cpu", "auto", args.threads)

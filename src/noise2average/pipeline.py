@@ -387,10 +387,11 @@ class _LearnedRun:
         Estimated once, from the repetitions registered into repetition 1's frame (when the
         run registers; motion would otherwise read as noise at every edge) and without the
         mask, as in pre-training: the network sees the noise outside the brain too. The
-        resampling shrinks the noise of the moved repetitions; the map's variance is divided
-        by the mean fraction they keep (:func:`~noise2average.arrays.noise.resampling_variance`;
-        the mean because the spread about the mean of N repetitions estimates the mean of
-        their variances).
+        spread about the mean of the registered repetitions estimates the mean of their
+        variances, which is what their average holds (divided by N). A repetition in its own
+        frame is not resampled, and resampling shrinks noise, so its map's variance is divided
+        by the mean fraction the resampled ones keep
+        (:func:`~noise2average.arrays.noise.resampling_variance`).
         """
         if not self.takes_noise:
             return None
@@ -400,9 +401,10 @@ class _LearnedRun:
             kept = np.mean([np.ones(shape, np.float32) if a is r else resampling_variance(
                 lambda w, j=j: self.frames.to_frame(w, j, 0), shape)
                 for j, (a, r) in enumerate(zip(aligned, self.reps))], axis=0)
-            sd = (noise_map(aligned) / np.sqrt(kept)).astype(np.float32)
-            self._noise_sd = [sd if j == 0 else self.frames.to_frame(sd, 0, j).astype(np.float32)
-                              for j in range(n)] + [(sd / np.sqrt(n)).astype(np.float32)]
+            spread = noise_map(aligned)
+            own = (spread / np.sqrt(kept)).astype(np.float32)
+            self._noise_sd = [own if j == 0 else self.frames.to_frame(own, 0, j).astype(np.float32)
+                              for j in range(n)] + [(spread / np.sqrt(n)).astype(np.float32)]
         return self._noise_sd[-1 if k is None else k]
 
     def inputs(self, image, norm: Norm, k: int | None) -> np.ndarray:
