@@ -26,9 +26,17 @@ import numpy as np
 
 from noise2average.bench.dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, fa_figure,
                                          markdown_table, run_method, score, target_check)
+from noise2average.bench.volumes import parse_spec
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
 from noise2average.provenance import environment
+
+
+def method_changes(spec: str) -> dict:
+    """The DenoiseConfig changes a method spec makes: its base method (``@subsets`` dropped)
+    and any ``:key=value`` settings, so that the recorded config is the one that ran."""
+    base, changes = parse_spec(spec.partition("@")[0])
+    return {"method": base, **changes}
 
 
 def main(argv=None) -> int:
@@ -89,7 +97,7 @@ def main(argv=None) -> int:
         write_text(work / f"{m}.json", json.dumps({
             "table": table, "seconds": round(secs, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-            "config": (config.replace(method=m.partition("@")[0].partition(":")[0]).to_dict()
+            "config": (config.replace(**method_changes(m)).to_dict()
                        if m not in ("noisy",) else None)}))
         print(f"  {m}: {secs:.0f} s", flush=True)
 

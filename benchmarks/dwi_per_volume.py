@@ -25,6 +25,7 @@ import numpy as np
 def denoise_per_volume(model, reps, mask, policy) -> np.ndarray:
     """Every volume of the average of ``reps`` (channels last) denoised on its own."""
     from noise2average.arrays.noise import noise_map
+    from noise2average.arrays.channels import with_noise_channel
     from noise2average.arrays.normalize import Norm
     from noise2average.nn.engine import denoise_volume
 
@@ -35,7 +36,7 @@ def denoise_per_volume(model, reps, mask, policy) -> np.ndarray:
         z = norm.forward(avg[..., v])[None]
         if model.config.in_channels == 2:
             sd = noise_map([r[..., v] for r in reps]) / np.sqrt(len(reps))
-            z = np.concatenate([z, (sd / norm.std)[None]]).astype(np.float32)
+            z = with_noise_channel(z, sd, norm.std)
         d = denoise_volume(model, z, mask, policy, model.config.receptive_radius, 160, 0)
         out[..., v] = np.where(mask, norm.inverse(d[0]), 0)
     return out

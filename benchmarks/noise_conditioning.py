@@ -114,13 +114,14 @@ def probe_cases(crop: int, sigmas) -> dict:
 def denoise(model, image: np.ndarray, sd: np.ndarray, mask: np.ndarray, policy) -> np.ndarray:
     """The network alone on ``image`` (with the left-right flip), given the noise SD map ``sd``
     as a second channel when the model takes one."""
+    from noise2average.arrays.channels import with_noise_channel
     from noise2average.arrays.normalize import Norm
     from noise2average.nn.engine import denoise_volume
 
     norm = Norm.fit(image, mask)
     z = norm.forward(image)[None]
     if model.config.in_channels == 2:
-        z = np.concatenate([z, (sd / norm.std)[None]]).astype(np.float32)
+        z = with_noise_channel(z, sd, norm.std)
     out = denoise_volume(model, z, mask, policy, model.config.receptive_radius, 160, 0)
     return norm.inverse(out[0])
 

@@ -2,8 +2,8 @@
 
 One protocol-v1 case of ``n2a benchmark`` (same simulation and crop), registered as
 ``n2a denoise`` registers it; the map network alone on the registered average, given the
-pipeline's noise map for it (``_LearnedRun.noise_sd``: the registered repetitions' spread
-divided by sqrt(N)) times a scale, and the shipped blind U-Net on the same average. No flip
+pipeline's noise map for it (``arrays.noise.registered_noise_maps``: the registered
+repetitions' spread divided by sqrt(N)) times a scale, and the shipped blind U-Net on the same average. No flip
 averaging.
 
     python benchmarks/noise_map_scale.py MAP_MODEL [--sigma 0.05] [--reps 2] [--crop 96]
@@ -22,9 +22,10 @@ import numpy as np
 def main() -> None:
     import nibabel as nib
 
+    from noise2average.arrays.channels import with_noise_channel
     from noise2average.arrays.frames import Frames
     from noise2average.arrays.metrics import psnr
-    from noise2average.arrays.noise import noise_map
+    from noise2average.arrays.noise import registered_noise_maps
     from noise2average.arrays.normalize import Norm
     from noise2average.arrays.simulate import SimulationConfig
     from noise2average.io.templates import colin27_paths
@@ -52,16 +53,15 @@ def main() -> None:
     n = len(reps)
     frames = Frames(n)
     _register(frames, reps, mask)
-    aligned = [frames.to_frame(r, j, 0) for j, r in enumerate(reps)]
-    sd = noise_map(aligned) / np.sqrt(n)
-    average = np.mean(aligned, axis=0)
+    sd = registered_noise_maps(reps, frames)[1]
+    average = np.mean([frames.to_frame(r, j, 0) for j, r in enumerate(reps)], axis=0)
     norm = Norm.fit(average, mask)
     policy = resolve_policy("cpu", "auto", args.threads)
 
     def score(model, extra=None) -> float:
         z = norm.forward(average)[None]
         if extra is not None:
-            z = np.concatenate([z, (extra / norm.std)[None]]).astype(np.float32)
+            z = with_noise_channel(z, extra, norm.std)
         out = denoise_volume(model, z, mask, policy, model.config.receptive_radius, 160, None)
         return round(psnr(norm.inverse(out[0]), truth, mask), 2)
 

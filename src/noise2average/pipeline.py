@@ -14,9 +14,10 @@ import numpy as np
 from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
                                matched_gains, uncertainty_map)
 from .arrays.frames import Frames
-from .arrays.channels import broadcast_mask, channels_first, channels_last, n_channels
+from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
+                              with_noise_channel)
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
-from .arrays.noise import estimate_sigma, noise_map, resampling_variance
+from .arrays.noise import estimate_sigma, noise_map, registered_noise_maps
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
@@ -382,29 +383,15 @@ class _LearnedRun:
     def noise_sd(self, k: int | None) -> np.ndarray | None:
         """The local noise SD of repetition ``k`` in its own frame, or of the registered
         average (``k`` None) in repetition 1's: the noise-map channel, None for a network
-        without one.
-
-        Estimated once, from the repetitions registered into repetition 1's frame (when the
-        run registers; motion would otherwise read as noise at every edge) and without the
-        mask, as in pre-training: the network sees the noise outside the brain too. The
-        spread about the mean of the registered repetitions estimates the mean of their
-        variances, which is what their average holds (divided by N). A repetition in its own
-        frame is not resampled, and resampling shrinks noise, so its map's variance is divided
-        by the mean fraction the resampled ones keep
-        (:func:`~noise2average.arrays.noise.resampling_variance`).
-        """
+        without one. Estimated once, from the repetitions registered into repetition 1's
+        frame (when the run registers; motion would otherwise read as noise at every edge)
+        and without the mask, as in pre-training: the network sees the noise outside the
+        brain too (:func:`~noise2average.arrays.noise.registered_noise_maps`)."""
         if not self.takes_noise:
             return None
         if self._noise_sd is None:
-            n, shape = len(self.reps), self.reps[0].shape
-            aligned = [self.frames.to_frame(r, j, 0) for j, r in enumerate(self.reps)]
-            kept = np.mean([np.ones(shape, np.float32) if a is r else resampling_variance(
-                lambda w, j=j: self.frames.to_frame(w, j, 0), shape)
-                for j, (a, r) in enumerate(zip(aligned, self.reps))], axis=0)
-            spread = noise_map(aligned)
-            own = (spread / np.sqrt(kept)).astype(np.float32)
-            self._noise_sd = [own if j == 0 else self.frames.to_frame(own, 0, j).astype(np.float32)
-                              for j in range(n)] + [(spread / np.sqrt(n)).astype(np.float32)]
+            per_rep, average = registered_noise_maps(self.reps, self.frames)
+            self._noise_sd = per_rep + [average]
         return self._noise_sd[-1 if k is None else k]
 
     def inputs(self, image, norm: Norm, k: int | None) -> np.ndarray:
@@ -412,9 +399,7 @@ class _LearnedRun:
         average), with the noise-map channel when the network takes one."""
         z = channels_first(norm.forward(image))
         sd = self.noise_sd(k)
-        if sd is None:
-            return z
-        return np.concatenate([z, (sd / norm.std)[None]]).astype(np.float32)
+        return z if sd is None else with_noise_channel(z, sd, norm.std)
 
     def apply(self, image, norm: Norm, region, flip, k: int | None, bar=None) -> np.ndarray:
         """``image`` (repetition ``k``, or the average for None) denoised by the network inside

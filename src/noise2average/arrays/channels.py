@@ -36,3 +36,9 @@ def channels_last(array: np.ndarray, ndim: int) -> np.ndarray:
 def broadcast_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
     """The 3D ``mask`` shaped to broadcast against ``image`` (a trailing axis for 4D)."""
     return mask[..., None] if image.ndim == mask.ndim + 1 else mask
+
+
+def with_noise_channel(z: np.ndarray, sd: np.ndarray, scale: float) -> np.ndarray:
+    """A normalized (1, X, Y, Z) input with the noise SD map ``sd`` appended as a second
+    channel, in the input's units (``sd / scale``, ``scale`` the normalization's SD)."""
+    return np.concatenate([z, (sd / scale)[None]]).astype(np.float32)

@@ -90,6 +90,28 @@ def resampling_variance(resample: Callable[[np.ndarray], np.ndarray], shape: tup
     return np.clip(kept, 0.05, None).astype(np.float32)
 
 
+def registered_noise_maps(reps: list[np.ndarray], frames) -> tuple[list[np.ndarray], np.ndarray]:
+    """Local noise SD maps of N repetitions registered by ``frames`` (an
+    :class:`~noise2average.arrays.frames.Frames`): one per repetition in its own frame, and
+    one for their registered average in repetition 1's frame (unmasked).
+
+    The spread about the mean of the registered repetitions estimates the mean of their
+    variances, which is what their average holds (divided by N). A repetition in its own frame
+    is not resampled, and resampling shrinks noise, so its map's variance is divided by the
+    mean fraction the resampled ones keep (:func:`resampling_variance`).
+    """
+    n, shape = len(reps), reps[0].shape
+    aligned = [frames.to_frame(r, j, 0) for j, r in enumerate(reps)]
+    kept = np.mean([np.ones(shape, np.float32) if a is r else resampling_variance(
+        lambda w, j=j: frames.to_frame(w, j, 0), shape)
+        for j, (a, r) in enumerate(zip(aligned, reps))], axis=0)
+    spread = noise_map(aligned)
+    own = (spread / np.sqrt(kept)).astype(np.float32)
+    per_rep = [own if j == 0 else frames.to_frame(own, 0, j).astype(np.float32)
+               for j in range(n)]
+    return per_rep, (spread / np.sqrt(n)).astype(np.float32)
+
+
 def estimate_sigma(reps: list[np.ndarray], mask: np.ndarray) -> float:
     """Global noise standard deviation of one repetition from the differences between them."""
     stack = np.stack([r[mask] for r in reps]).astype(np.float64)
