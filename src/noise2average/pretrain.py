@@ -73,6 +73,13 @@ class PretrainConfig:
     #: with the noise channel: probability that the network's input is the average of the
     #: draws, with the map divided by sqrt(draws), as in the pipeline's final pass
     average_input: float = 0.0
+    #: processes that synthesize the training batches (0: the training process itself); a
+    #: GPU needs them, since one CPU core synthesizes a 96^3 volume in about 1.5 s
+    #: (:mod:`noise2average.nn.workers`; batches then arrive in the workers' order)
+    workers: int = 0
+    #: wall-time budget in minutes (0: none): training stops when it is spent, and the
+    #: cosine schedule runs over it instead of over ``steps`` (hardware of unknown speed)
+    minutes: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -238,15 +245,28 @@ def pretrain(model: torch.nn.Module, volumes: Sequence[np.ndarray] | None,
                        progress=progress)
 
 
-def fit_sampler(model: torch.nn.Module, sampler, config, policy: Policy, state: FitState | None = None,
+def fit_sampler(model: torch.nn.Module, sampler, config, policy: Policy,
+                state: FitState | None = None,
                 on_step: Callable[[FitState], None] | None = None,
                 progress: Callable[[int, float], None] | None = None) -> FitState:
     """The optimizer run of every pre-training: ``sampler`` draws fresh noisy data every
-    ``config.refresh`` steps (its ``count``), ``config`` gives steps, lr, schedule, warm-up and
-    seed. ``state`` resumes an interrupted run."""
+    ``config.refresh`` steps (its ``count``), ``config`` gives steps, lr, schedule, warm-up,
+    seed, the sampler's worker processes and the time budget. ``state`` resumes an
+    interrupted run."""
     if state is not None:
         sampler.count = state.step  # keeps the refresh cadence aligned after a resume
     model = policy.prepare(model)
-    return fit(model, sampler, config.steps, config.lr, policy, seed=config.seed,
-               schedule=config.schedule, warmup=config.warmup, state=state,
-               on_step=on_step, progress=progress, clip_grad=config.clip_grad)
+    if config.workers > 0:
+        from .nn.workers import WorkerSampler
+
+        sampler = WorkerSampler(sampler, config.workers, seed=config.seed,
+                                start=0 if state is None else state.step,
+                                pin_memory=policy.device.type == "cuda")
+    try:
+        return fit(model, sampler, config.steps, config.lr, policy, seed=config.seed,
+                   schedule=config.schedule, warmup=config.warmup, state=state,
+                   on_step=on_step, progress=progress, clip_grad=config.clip_grad,
+                   seconds=config.minutes * 60 if config.minutes > 0 else None)
+    finally:
+        if config.workers > 0:
+            sampler.close()

@@ -56,6 +56,9 @@ class DwiPretrainConfig:
     seed: int = 0
     #: gradient-norm clipping (0: none; the shipped diffusion model was trained without)
     clip_grad: float = 0.0
+    #: batch-synthesizing processes and wall-time budget, as in ``PretrainConfig``
+    workers: int = 0
+    minutes: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

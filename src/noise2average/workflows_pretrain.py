@@ -54,13 +54,28 @@ def pretrain_files(args: argparse.Namespace) -> None:
                          patch_size=args.patch, sigma_min=args.sigma_range[0],
                          sigma_max=args.sigma_range[1], seed=args.seed, crop=args.crop,
                          multicoil=args.multicoil, refresh=args.refresh,
-                         pool=args.pool)
+                         pool=args.pool, workers=args.workers, minutes=args.minutes)
     meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
             "preset": args.preset, "noise": "Rician or non-central chi, g-factor maps, "
                                              "correlated, bias, gamma"}
-    run_pretraining(args, out, ckpt, lambda: build_model(args.preset), meta, cfg.steps, "pretrain",
+    new_model = lambda: build_model(args.preset)  # noqa: E731
+    if args.init:
+        initial = initial_weights(args.init)
+        new_model = lambda: initial  # noqa: E731
+        meta.update({"init": args.init, "preset": initial.config.to_dict()})
+    run_pretraining(args, out, ckpt, new_model, meta, cfg.steps, "pretrain",
                     lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy,
                                                          sources=sources, **kw))
+
+
+def initial_weights(init: str):
+    """The network that ``n2a pretrain --init`` starts from: the shipped T1w U-Net
+    (``pretrained``) or a model file's weights and architecture."""
+    from .io.weights import load_model, load_packaged
+
+    if init != "pretrained" and not Path(init).is_file():
+        raise InputError(f"--init {init}: no such model file")
+    return (load_packaged("t1w") if init == "pretrained" else load_model(init))[0]
 
 
 def pretrain_outputs(args: argparse.Namespace, inputs: list[Path]) -> tuple[Path, Path]:
@@ -109,6 +124,8 @@ def run_pretraining(args: argparse.Namespace, out: Path, ckpt: Path, new_model, 
 
     state = train(model, policy, state=state, on_step=on_step, progress=progress)
     bar.close()
+    # a run that stops on its time budget ends between checkpoints: keep its last step
+    save_fit(ckpt, model, state, meta)
     meta.update({"steps_done": state.step, "seconds": round(state.seconds, 1),
                  "final_loss_mean100": float(np.mean(state.losses[-100:])),
                  "environment": environment(policy)})
@@ -124,6 +141,8 @@ def pretrain_dwi_files(args: argparse.Namespace) -> None:
     out, ckpt = pretrain_outputs(args, [])
     if args.images:
         raise InputError("--dwi pre-trains on the Colin27 tensor phantom; --images is for T1w")
+    if args.init:
+        raise InputError("--init continues a T1w network; leave it out with --dwi")
     preset = {"cpu": "dti-cpu", "paper": "dti-paper", "tiny": "dti-tiny"}.get(args.preset,
                                                                               args.preset)
     if preset not in DIFFUSION_PRESETS:
@@ -136,7 +155,8 @@ def pretrain_dwi_files(args: argparse.Namespace) -> None:
     if not 0 < lo <= hi:
         raise InputError(f"--snr-range must be 0 < LO <= HI, got {lo} {hi}")
     cfg = DwiPretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
-                            patch_size=args.patch, snr_min=lo, snr_max=hi, seed=args.seed)
+                            patch_size=args.patch, snr_min=lo, snr_max=hi, seed=args.seed,
+                            workers=args.workers, minutes=args.minutes)
     fields = colin27_fields(seed=args.seed)
     meta = {"kind": "dwi", "pretrain": cfg.to_dict(), "preset": preset, "group_size": k,
             "data": "Colin27 (mricron-data ch2.nii.gz, ch2bet.nii.gz) tissue classes -> "

@@ -28,6 +28,10 @@ def add(sub) -> None:
                         "networks large enough to swing to one volume)")
     p.add_argument("--preset", default="cpu",
                    help="architecture: cpu (default), paper, tiny, unet, unet-tiny")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from these weights (a model file, or 'pretrained' for the "
+                        "shipped T1w U-Net) with a fresh optimizer and schedule; the "
+                        "architecture is the file's (--preset is ignored)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch", type=int, default=2)
@@ -39,6 +43,12 @@ def add(sub) -> None:
                    help="--dwi: channels per group, b0 + DWIs (default 7)")
     p.add_argument("--snr-range", type=float, nargs=2, default=(8.0, 40.0), metavar=("LO", "HI"),
                    help="--dwi: b0 SNR range (default 8 40)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that synthesize training batches (default 0: the training "
+                        "process itself; on a GPU, one per spare CPU core)")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="train for this many minutes of wall time (or --steps, whichever comes "
+                        "first); the cosine schedule runs over the time (default 0: no budget)")
     p.add_argument("--checkpoint", help="checkpoint folder (default: OUTPUT + .ckpt)")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--resume", action="store_true")

@@ -89,13 +89,18 @@ class Policy:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def to_tensor(self, array) -> torch.Tensor:
-        t = torch.from_numpy(array).to(self.device, non_blocking=True)
+        # a NumPy array or a (pinned) CPU tensor from worker processes, without a copy
+        t = torch.as_tensor(array).to(self.device, non_blocking=True)
         if self.channels_last and t.ndim == 5:
             t = t.contiguous(memory_format=torch.channels_last_3d)
         return t
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         model = model.to(self.device)
+        if self.device.type == "cuda":
+            # training and block inference repeat a few input shapes: let cuDNN pick the
+            # fastest convolution algorithm for each once
+            torch.backends.cudnn.benchmark = True
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         return model

@@ -33,11 +33,15 @@ class FitState:
     seconds: float = 0.0
 
 
-def _lr_at(step: int, steps: int, lr: float, schedule: str, warmup: int) -> float:
+def _lr_at(step: int, steps: int, lr: float, schedule: str, warmup: int,
+           done: float | None = None) -> float:
+    """The learning rate at ``step``: linear warm-up, then constant or a cosine decay to 5 %.
+    ``done`` (0-1), when given, is how far the run is by the clock, and replaces
+    ``step / steps`` as the cosine's progress (a run with a time budget)."""
     if step < warmup:
         return lr * (step + 1) / warmup
     if schedule == "cosine":
-        t = (step - warmup) / max(1, steps - warmup)
+        t = (step - warmup) / max(1, steps - warmup) if done is None else min(1.0, done)
         return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
     return lr
 
@@ -49,7 +53,7 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
         progress: Callable[[int, float], None] | None = None,
         freeze_bn: bool = False, clip_grad: float = 0.0,
         loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = masked_mse,
-        ) -> FitState:
+        seconds: float | None = None) -> FitState:
     """Train ``model`` in place with Adam and the masked MSE for ``steps`` optimizer steps.
 
     ``state`` continues an interrupted run (optimizer moments, sampler RNG, step count);
@@ -60,7 +64,10 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
     (see :mod:`noise2average.nn.models`). Networks without batch norm are unaffected.
     ``clip_grad`` > 0 clips the gradients' global norm to it before each step. ``loss_fn``
     (prediction, target, weight) -> loss is :func:`~noise2average.nn.losses.masked_mse` unless
-    a method asks for another (:mod:`noise2average.nn.losses`).
+    a method asks for another (:mod:`noise2average.nn.losses`). ``seconds``, when given, is a
+    wall-time budget: training stops when it is spent (or at ``steps``, whichever comes first),
+    and the cosine schedule runs over that time instead of over the steps, so that a run on
+    hardware of unknown speed still ends at a low learning rate.
     """
     state = state or FitState()
     rng = np.random.default_rng(seed)
@@ -75,9 +82,10 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
                 mod.eval()
     t0 = time.perf_counter() - state.seconds
-    while state.step < steps:
+    while state.step < steps and (seconds is None or state.seconds < seconds):
+        done = None if seconds is None else state.seconds / seconds
         for g in opt.param_groups:
-            g["lr"] = _lr_at(state.step, steps, lr, schedule, warmup)
+            g["lr"] = _lr_at(state.step, steps, lr, schedule, warmup, done)
         x, y, w = (policy.to_tensor(a) for a in sampler(rng))
         opt.zero_grad(set_to_none=True)
         with policy.autocast():
