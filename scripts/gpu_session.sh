@@ -2,7 +2,8 @@
 # One prepared GPU session (a lent CUDA machine, under 10 minutes of work): continue the T1w
 # U-Net's pre-training on CUDA at full size for a fixed wall time, with the batches synthesized
 # by worker processes, then time `n2a denoise` end to end on a full 1 mm Colin27 pair on CUDA,
-# and leave the weights, a compact resume state, the loss history and the timings in $OUT.
+# and leave in $OUT the weights with a compact resume state (resume/), the timings and the
+# GPU's load (at most 8 files, as the device tool returns).
 #
 # Prepare here (CPU machine), once per session:
 #   scripts/get_pretrain_data.sh data/pretrain
@@ -42,35 +43,20 @@ fi
 run=runs/pretrain_gpu
 rm -rf "$run"
 timeout --signal=INT "$(( ${MINUTES%.*} * 60 + 120 ))" \
-    python3 -m noise2average.cli pretrain -o "$run/t1w-unet-gpu.safetensors" --init "$INIT" --data randomized \
-    --extra-data data/pretrain --workers "$WORKERS" --minutes "$MINUTES" --steps 1000000 \
+    python3 -m noise2average.cli pretrain -o "$run/t1w-unet-gpu.safetensors" --init "$INIT" \
+    --data randomized --extra-data data/pretrain --workers "$WORKERS" --minutes "$MINUTES" --steps 1000000 \
     --lr 4e-4 --batch "$BATCH" --patch "$PATCH" --crop "$CROP" --refresh 4 --pool 8 \
     --multicoil 0 --sigma-range 0.01 0.12 --checkpoint-every 500 --device "$DEVICE" \
     --seed 0 --quiet 2>&1 | tail -5 || true
-ck="$run/t1w-unet-gpu.safetensors.ckpt"
-python3 - "$ck" "$OUT" <<'EOF'
-import json, sys, shutil
-from pathlib import Path
-import torch
-ck, out = Path(sys.argv[1]), Path(sys.argv[2])
-state = json.loads((ck / "state.json").read_text())
-print("pre-training steps", state["step"], "seconds", round(state["seconds"], 1))
-shutil.copy(ck / "model.safetensors", out / "t1w-unet-gpu.safetensors")
-# the compact resume state: Adam's second moments in bfloat16 (scripts/pack_resume.py)
-opt = torch.load(ck / "optimizer.pt", weights_only=True)
-for entry in opt["state"].values():
-    entry.pop("exp_avg", None)
-    entry["exp_avg_sq"] = entry["exp_avg_sq"].to(torch.bfloat16)
-torch.save(opt, out / "optimizer.pt")
-shutil.copy(ck / "state.json", out / "state.json")
-EOF
+# the weights, Adam's second moments in bfloat16 and the loss history (scripts/pack_resume.py)
+python3 scripts/pack_resume.py "$run/t1w-unet-gpu.safetensors.ckpt" "$OUT/resume"
 # the end-to-end time of the default command on the device with the weights just trained
 n2a simulate -o "$run/case" --reference data/colin27/ch2.nii.gz \
     --mask data/colin27/ch2bet.nii.gz --sigma 0.05 --force > /dev/null
 /usr/bin/time -v timeout 100 python3 -m noise2average.cli denoise "$run"/case/rep-1.nii.gz \
     "$run"/case/rep-2.nii.gz -o "$run/denoised.nii.gz" --mask "$run"/case/mask.nii.gz \
-    --init "$OUT/t1w-unet-gpu.safetensors" --device "$DEVICE" --quiet --force \
-    > "$OUT/denoise.txt" 2> "$OUT/time.txt" || true
+    --init "$OUT/resume/model.safetensors" --device "$DEVICE" --quiet --force \
+    > /dev/null 2> "$OUT/time.txt" || true
 grep -E "Elapsed|Maximum resident" "$OUT/time.txt" || tail -3 "$OUT/time.txt"
 n2a evaluate "$run/denoised.nii.gz" --reference "$run"/case/reference.nii.gz \
     --mask "$run"/case/mask.nii.gz 2>&1 | tail -3 | tee "$OUT/evaluate.txt" || true

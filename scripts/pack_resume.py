@@ -16,7 +16,7 @@ import torch
 
 src, dest = Path(sys.argv[1]), Path(sys.argv[2])
 dest.mkdir(parents=True, exist_ok=True)
-opt = torch.load(src / "optimizer.pt", weights_only=True)
+opt = torch.load(src / "optimizer.pt", map_location="cpu", weights_only=True)
 for entry in opt["state"].values():
     entry.pop("exp_avg", None)
     # bfloat16 keeps float32's range: tiny second moments must not underflow to 0

@@ -42,7 +42,8 @@ if losses_path.is_file():
     ax.set_ylabel("masked MSE (normalized units)")
     ax.legend()
     fig.tight_layout()
-    loss_name = "pretrain_loss.png" if name == "t1w" else f"pretrain_loss_{name}.png"
+    loss_name = {"t1w": "pretrain_loss_unet.png", "t1w-munet": "pretrain_loss.png"}.get(
+        name, f"pretrain_loss_{name}.png")
     out = Path(__file__).resolve().parents[1] / "docs" / loss_name
     fig.savefig(out, dpi=110)
     print(f"loss curve -> {out}")

@@ -355,3 +355,30 @@ def test_a_noise2noise_first_iteration_is_noise2noise(phantom):
         DenoiseConfig(first_target="clean")
     assert first.history[0]["first_target"] == "others"
     assert paper.history[0]["first_target"] == "average"
+
+
+def test_output_pass_score_chooses_between_networks_with_three_repetitions(mni_crop):
+    """With the result taken from an average of three or more repetitions, the pre-trained and
+    the fine-tuned network compete by the held-out error of that pass (each on the average of
+    all repetitions but one, against the one left out); with two, the repetitions' scores
+    decide alone."""
+    from noise2average.nn.models import build_model
+
+    t1, mask = mni_crop
+    t1 = (t1 / np.percentile(t1[mask], 99)).astype(np.float32)
+    rng = np.random.default_rng(5)
+    reps = [t1 + 0.05 * rng.standard_normal(t1.shape).astype(np.float32) for _ in range(3)]
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = build_model("tiny")
+    kw = dict(preset="tiny", threads=1, patch_size=16, block_size=40, seed=0, iterations=1)
+    for lr in (1e-4, 0.5):  # a gentle fine-tuning, and one that ruins the network
+        res = denoise(reps, mask, DenoiseConfig(steps=6, lr=lr, **kw),
+                      init_model=copy.deepcopy(net))
+        scores = res.history[-1]["output_heldout_cross_mse"]
+        assert set(scores) == {"0", "1"} and all(np.isfinite(v) for v in scores.values())
+        assert res.selected_iteration == (0 if scores["0"] < scores["1"] else 1)
+    assert res.selected_iteration == 0  # the ruined network loses
+    two = denoise(reps[:2], mask, DenoiseConfig(steps=6, lr=1e-4, **kw),
+                  init_model=copy.deepcopy(net))
+    assert "output_heldout_cross_mse" not in two.history[-1]

@@ -60,22 +60,22 @@ def pretrain_files(args: argparse.Namespace) -> None:
                                              "correlated, bias, gamma"}
     new_model = lambda: build_model(args.preset)  # noqa: E731
     if args.init:
-        initial = initial_weights(args.init)
+        initial, initial_meta = initial_weights(args.init)
         new_model = lambda: initial  # noqa: E731
-        meta.update({"init": args.init, "preset": initial.config.to_dict()})
+        meta.update({"init": args.init, "preset": initial_meta.get("preset", "from --init")})
     run_pretraining(args, out, ckpt, new_model, meta, cfg.steps, "pretrain",
                     lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy,
                                                          sources=sources, **kw))
 
 
 def initial_weights(init: str):
-    """The network that ``n2a pretrain --init`` starts from: the shipped T1w U-Net
-    (``pretrained``) or a model file's weights and architecture."""
+    """The network that ``n2a pretrain --init`` starts from, and its file's metadata: the
+    shipped T1w U-Net (``pretrained``) or a model file's weights and architecture."""
     from .io.weights import load_model, load_packaged
 
     if init != "pretrained" and not Path(init).is_file():
         raise InputError(f"--init {init}: no such model file")
-    return (load_packaged("t1w") if init == "pretrained" else load_model(init))[0]
+    return load_packaged("t1w") if init == "pretrained" else load_model(init)
 
 
 def pretrain_outputs(args: argparse.Namespace, inputs: list[Path]) -> tuple[Path, Path]:
@@ -124,11 +124,11 @@ def run_pretraining(args: argparse.Namespace, out: Path, ckpt: Path, new_model, 
 
     state = train(model, policy, state=state, on_step=on_step, progress=progress)
     bar.close()
-    # a run that stops on its time budget ends between checkpoints: keep its last step
-    save_fit(ckpt, model, state, meta)
     meta.update({"steps_done": state.step, "seconds": round(state.seconds, 1),
                  "final_loss_mean100": float(np.mean(state.losses[-100:])),
                  "environment": environment(policy)})
+    # a run that stops on its time budget ends between checkpoints: keep its last step
+    save_fit(ckpt, model, state, meta)
     save_model(out, model, meta)
     write_text(out.with_suffix(".losses.json"), json.dumps(state.losses))
 

@@ -104,6 +104,8 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
         if "pretrained_heldout_cross_mse" in first:  # the stopping rule's iteration 0
             base.update(selected_iteration=r.selected_iteration,
                         pretrained_heldout_cross_mse=first["pretrained_heldout_cross_mse"])
+        if r.history and "output_heldout_cross_mse" in r.history[-1]:  # N >= 3, from average
+            base["output_heldout_cross_mse"] = r.history[-1]["output_heldout_cross_mse"]
         rows.append({"method": r.method, "output": "average", **score(r.output, reference, mask),
                      **base})
         if r.rep1 is not None:

@@ -34,7 +34,10 @@ def load_fit(directory: str | os.PathLike) -> tuple[Network, FitState, dict] | N
         return None
     info = json.loads((d / "state.json").read_text())
     model, meta = load_model(d / "model.safetensors")
-    opt = _with_first_moments(torch.load(d / "optimizer.pt", weights_only=True))
+    # map_location: a checkpoint written on a GPU resumes on a CPU (and the reverse: the
+    # optimizer moves its state to the parameters' device when it loads it)
+    opt = _with_first_moments(torch.load(d / "optimizer.pt", map_location="cpu",
+                                         weights_only=True))
     state = FitState(step=info["step"], losses=info["losses"], optimizer=opt, rng=info["rng"],
                      seconds=info.get("seconds", 0.0))
     return model, state, meta

@@ -7,9 +7,10 @@ diffusion run may weight the directional contrast in the loss, :mod:`.losses`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,11 +112,21 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
     return state
 
 
+def flip_sets(flips: int | Sequence[int] | None) -> list[tuple[int, ...]]:
+    """The axis sets of a test-time flip averaging: none, one axis (the image and its mirror
+    image) or every combination of flips along several axes (2^k passes)."""
+    if flips is None:
+        return [()]
+    axes = (flips,) if isinstance(flips, int) else tuple(flips)
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
 def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, policy: Policy,
-                   radius: int, block: int = 64, flip_axis: int | None = 0,
+                   radius: int, block: int = 64, flips: int | Sequence[int] | None = 0,
                    progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Residual-corrected volume ``z + f(z)`` for a normalized (C, X, Y, Z) input, averaged over
-    a flip along ``flip_axis`` (test-time augmentation) unless it is None.
+    test-time flips: ``flips`` is a spatial axis (the input and its mirror image along it),
+    several axes (every combination of flips along them: 8 passes for all three) or None.
 
     A network with more input than output channels (a noise-map channel after the image's)
     corrects the first ``out_channels`` channels of ``z``; the result has that many.
@@ -127,18 +138,24 @@ def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, poli
         with policy.autocast():
             return model(x)
 
-    def run(vol: np.ndarray) -> np.ndarray:
-        return predict_volume(forward, vol, m, radius, policy.to_tensor, block=block,
-                              out_channels=c_out, progress=progress,
-                              align=model.config.grid_alignment)
+    def run(axes: tuple[int, ...]) -> np.ndarray:
+        if not axes:
+            return predict_volume(forward, z, mask, radius, policy.to_tensor, block=block,
+                                  out_channels=c_out, progress=progress,
+                                  align=model.config.grid_alignment)
+        spatial = [a + 1 for a in axes]
+        out = predict_volume(forward, np.ascontiguousarray(np.flip(z, spatial)),
+                             np.flip(mask, axes), radius, policy.to_tensor, block=block,
+                             out_channels=c_out, progress=progress,
+                             align=model.config.grid_alignment)
+        return np.flip(out, spatial)
 
-    m = mask
-    res = run(z)
-    if flip_axis is not None:
-        ax = flip_axis + 1
-        m = np.flip(mask, flip_axis)
-        res_f = run(np.ascontiguousarray(np.flip(z, ax)))
-        res = 0.5 * (res + np.flip(res_f, ax))
+    sets = flip_sets(flips)
+    res = run(sets[0])
+    for axes in sets[1:]:
+        res = res + run(axes)
+    if len(sets) > 1:
+        res = res / len(sets)
     return (z[:c_out] + res).astype(np.float32)
 
 
