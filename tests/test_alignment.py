@@ -382,3 +382,6 @@ def test_output_pass_score_chooses_between_networks_with_three_repetitions(mni_c
     two = denoise(reps[:2], mask, DenoiseConfig(steps=6, lr=1e-4, **kw),
                   init_model=copy.deepcopy(net))
     assert "output_heldout_cross_mse" not in two.history[-1]
+    for name in ("train_flips", "output_flips"):
+        with pytest.raises(Exception, match=name):
+            DenoiseConfig(**{name: "diagonal"})

@@ -67,14 +67,17 @@ class DenoiseConfig:
         docs/performance.md); lower it where memory is short.
     flip
         Left-right flip augmentation in training and flip averaging at inference.
+    train_flips
+        The flips of the fine-tuning patches: ``lr``, the left-right axis; ``all``, the three
+        axes, as in pre-training (3D volumes; a diffusion group keeps ``lr``).
     output_flips
         The flip averaging of the output pass on the average (``output_from='average'``) when
-        the kept network is the pre-trained one: ``all``, every combination of flips along
-        the three axes (8 passes; the pre-training flips along all three, so each pass is an
-        equally good estimate and their mean has less error: +0.08 to +0.14 dB over ``lr`` on
-        the benchmark, docs/benchmarks.md); ``lr``, the left-right flip alone (2 passes). A
-        fine-tuned network, which learnt the left-right flip alone, and a diffusion group
-        keep ``lr``.
+        the kept network learnt every flip (the pre-trained one, or one fine-tuned with
+        ``train_flips='all'``): ``all``, every combination of flips along the three axes (8
+        passes, each an equally good estimate, so their mean has less error: +0.08 to +0.14
+        dB over ``lr`` on the benchmark, docs/benchmarks.md); ``lr``, the left-right flip
+        alone (2 passes). A network fine-tuned with the left-right flip alone, and a
+        diffusion group, keep ``lr``.
     lr_axis
         Voxel axis that runs left-right (the file layer reads it from the affine).
     voxel_size
@@ -146,6 +149,7 @@ class DenoiseConfig:
     sampling: str = "mask"
     block_size: int = 160
     flip: bool = True
+    train_flips: str = "lr"
     output_flips: str = "all"
     lr_axis: int = 0
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -187,6 +191,7 @@ class DenoiseConfig:
         for name, allowed in (("schedule", ("constant", "cosine")),
                               ("align", ("auto", "none", "register")), ("target", ("average", "others")),
                               ("first_target", ("average", "others")),
+                              ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):

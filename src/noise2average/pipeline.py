@@ -361,10 +361,14 @@ class _LearnedRun:
         self.radius = self.model.config.receptive_radius
         self.norms = [Norm.fit(r, mask) for r in reps]
         self.flip_axis = config.lr_axis if config.flip else None
-        # the output pass of the pre-trained network: all 8 flips of a 3D volume
-        # (DenoiseConfig.output_flips)
-        self.output_flips = ((0, 1, 2) if config.flip and config.output_flips == "all"
-                             and n_channels(reps[0]) == 1 else self.flip_axis)
+        # the flips a network learnt: the pre-training flips along every axis, fine-tuning
+        # along the left-right one or (train_flips='all', 3D volumes) every axis too
+        volume = config.flip and n_channels(reps[0]) == 1
+        self.train_flips = ((0, 1, 2) if volume and config.train_flips == "all"
+                            else (self.flip_axis,) if self.flip_axis is not None else ())
+        # the output pass of a network that learnt every flip: all 8 (output_flips='all')
+        self.output_flips = ((0, 1, 2) if volume and config.output_flips == "all"
+                             else self.flip_axis)
         self.rep_flip = self.flip_axis if config.flip_repetitions else None
         self.n_iter = config.iterations if config.strategy == "n2a" else 1
         self.steps = 0 if config.method == "pretrained" else config.steps
@@ -532,7 +536,7 @@ class _LearnedRun:
                       enumerate(zip(self.reps, self.norms))]
         sampler = PatchSampler(inputs, train_targets, self.heldout.train_mask, config.patch_size,
                                config.batch_size,
-                               flip_axes=(self.flip_axis,) if self.flip_axis is not None else (),
+                               flip_axes=self.train_flips,
                                centres=self.centres)
         bar = self.progress(self.steps, f"train {it}/{self.n_iter}") if self.progress else None
         # fine-tuning keeps any batch-norm statistics of the initial model (nn.engine.fit)
@@ -628,11 +632,13 @@ class _LearnedRun:
             history[0]["pretrained_heldout_gains"] = self.gains0
         pretrained_wins = _score({key: self.score0}, key) < best_score
         if self._scores_output_pass(selected):
-            # each network scored with the flips its output pass would use (_output_pass)
-            scores = {0: self._average_cross_error(self.weights[0], self.output_flips),
+            t0 = time.perf_counter()
+            # each network scored with the flips its output pass would use
+            scores = {0: self._average_cross_error(self.weights[0], self._pass_flips(True)),
                       selected: self._average_cross_error(self.weights[selected],
-                                                          self.flip_axis)}
+                                                          self._pass_flips(False))}
             history[-1]["output_heldout_cross_mse"] = {str(k): v for k, v in scores.items()}
+            history[-1]["output_score_seconds"] = round(time.perf_counter() - t0, 2)
             pretrained_wins = scores[0] < scores[selected]
         if not pretrained_wins:
             return selected
@@ -679,6 +685,13 @@ class _LearnedRun:
                                     flips, None))
         return cross_error(self.reps, preds, self.heldout.scored, match_gain=True)
 
+    def _pass_flips(self, untuned: bool) -> int | tuple[int, ...] | None:
+        """The test-time flips of the output pass: all 8 for a network that learnt every flip
+        (the pre-trained one, or one fine-tuned with ``train_flips='all'``), the left-right
+        flip alone for one fine-tuned with the left-right flip, on which the other flips
+        cost 0.04-0.05 dB (docs/benchmarks.md, "Test-time flips on the final pass")."""
+        return self.output_flips if untuned or len(self.train_flips) == 3 else self.flip_axis
+
     def _output_pass(self, selected: int) -> str:
         """With ``output_from='average'``: the kept network once more, on the average of the
         noisy repetitions in rep 1's frame, becomes the result. Returns the output's source."""
@@ -690,11 +703,8 @@ class _LearnedRun:
                           axis=0).astype(np.float32)
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
-        # the pre-trained network learnt every flip; fine-tuning teaches the left-right one
-        # alone, and the other flips then cost a fine-tuned network (-0.04 to -0.05 dB)
         untuned = selected == 0 or self.steps == 0  # --method pretrained: no fine-tuning
-        flips = self.output_flips if untuned else self.flip_axis
         self.current = self.finish(self.apply(mean_in, Norm.fit(mean_in, self.mask), valid,
-                                              flips, None), mean_in, valid)
+                                              self._pass_flips(untuned), None), mean_in, valid)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
