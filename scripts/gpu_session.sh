@@ -3,7 +3,7 @@
 # U-Net's pre-training on CUDA at full size for a fixed wall time, with the batches synthesized
 # by worker processes, then time `n2a denoise` end to end on a full 1 mm Colin27 pair on CUDA,
 # and leave in $OUT the weights with a compact resume state (resume/), the timings and the
-# GPU's load (at most 8 files, as the device tool returns).
+# GPU's load (eight files in all).
 #
 # Prepare here (CPU machine), once per session:
 #   scripts/get_pretrain_data.sh data/pretrain
@@ -44,9 +44,9 @@ run=runs/pretrain_gpu
 rm -rf "$run"
 timeout --signal=INT "$(( ${MINUTES%.*} * 60 + 120 ))" \
     python3 -m noise2average.cli pretrain -o "$run/t1w-unet-gpu.safetensors" --init "$INIT" \
-    --data randomized --extra-data data/pretrain --workers "$WORKERS" --minutes "$MINUTES" --steps 1000000 \
-    --lr 4e-4 --batch "$BATCH" --patch "$PATCH" --crop "$CROP" --refresh 4 --pool 8 \
-    --multicoil 0 --sigma-range 0.01 0.12 --checkpoint-every 500 --device "$DEVICE" \
+    --data randomized --extra-data data/pretrain --workers "$WORKERS" --minutes "$MINUTES" \
+    --steps 1000000 --lr 4e-4 --batch "$BATCH" --patch "$PATCH" --crop "$CROP" --refresh 4 \
+    --pool 8 --multicoil 0 --sigma-range 0.01 0.12 --checkpoint-every 500 --device "$DEVICE" \
     --seed 0 --quiet 2>&1 | tail -5 || true
 # the weights, Adam's second moments in bfloat16 and the loss history (scripts/pack_resume.py)
 python3 scripts/pack_resume.py "$run/t1w-unet-gpu.safetensors.ckpt" "$OUT/resume"

@@ -139,16 +139,13 @@ def denoise_volume(model: torch.nn.Module, z: np.ndarray, mask: np.ndarray, poli
             return model(x)
 
     def run(axes: tuple[int, ...]) -> np.ndarray:
-        if not axes:
-            return predict_volume(forward, z, mask, radius, policy.to_tensor, block=block,
-                                  out_channels=c_out, progress=progress,
-                                  align=model.config.grid_alignment)
+        """The residual of the input flipped along ``axes``, flipped back."""
         spatial = [a + 1 for a in axes]
-        out = predict_volume(forward, np.ascontiguousarray(np.flip(z, spatial)),
-                             np.flip(mask, axes), radius, policy.to_tensor, block=block,
-                             out_channels=c_out, progress=progress,
-                             align=model.config.grid_alignment)
-        return np.flip(out, spatial)
+        vol = np.ascontiguousarray(np.flip(z, spatial)) if axes else z
+        out = predict_volume(forward, vol, np.flip(mask, axes) if axes else mask, radius,
+                             policy.to_tensor, block=block, out_channels=c_out,
+                             progress=progress, align=model.config.grid_alignment)
+        return np.flip(out, spatial) if axes else out
 
     sets = flip_sets(flips)
     res = run(sets[0])
