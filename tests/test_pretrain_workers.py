@@ -70,7 +70,12 @@ def test_pretrain_init_workers_minutes_from_the_cli(tmp_path):
                                                      model.state_dict().values()))
 
 
-def test_pretrain_init_refuses_a_missing_file(tmp_path, capsys):
-    rc = main(["pretrain", "-o", str(tmp_path / "m.safetensors"), "--init",
-               str(tmp_path / "none.safetensors"), "--steps", "1", "--quiet"])
+def test_pretrain_refuses_a_missing_init_file_and_negative_budgets(tmp_path, capsys):
+    out = str(tmp_path / "m.safetensors")
+    rc = main(["pretrain", "-o", out, "--init", str(tmp_path / "none.safetensors"),
+               "--steps", "1", "--quiet"])
     assert rc != 0 and "no such model file" in capsys.readouterr().err
+    for option in ("--workers", "--minutes"):
+        assert main(["pretrain", "-o", out, option, "-1", "--steps", "1", "--quiet"]) != 0
+        assert f"{option} must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "m.safetensors").exists()

@@ -58,12 +58,13 @@ def pretrain_files(args: argparse.Namespace) -> None:
     meta = {"kind": "t1w", "pretrain": cfg.to_dict(), "data": data_desc,
             "preset": args.preset, "noise": "Rician or non-central chi, g-factor maps, "
                                              "correlated, bias, gamma"}
-    new_model = lambda: build_model(args.preset)  # noqa: E731
+    initial = None
     if args.init:
         initial, initial_meta = initial_weights(args.init)
-        new_model = lambda: initial  # noqa: E731
         meta.update({"init": args.init, "preset": initial_meta.get("preset", "from --init")})
-    run_pretraining(args, out, ckpt, new_model, meta, cfg.steps, "pretrain",
+    run_pretraining(args, out, ckpt,
+                    lambda: initial if initial is not None else build_model(args.preset),
+                    meta, cfg.steps, "pretrain",
                     lambda model, policy, **kw: pretrain(model, vols, masks, cfg, policy,
                                                          sources=sources, **kw))
 
@@ -79,7 +80,12 @@ def initial_weights(init: str):
 
 
 def pretrain_outputs(args: argparse.Namespace, inputs: list[Path]) -> tuple[Path, Path]:
-    """The weights file and its checkpoint folder, checked before any work starts."""
+    """The weights file and its checkpoint folder, checked before any work starts (with the
+    options that a typo would otherwise turn into a silent default)."""
+    if args.workers < 0:
+        raise InputError(f"--workers must be >= 0, got {args.workers}")
+    if args.minutes < 0:
+        raise InputError(f"--minutes must be >= 0, got {args.minutes}")
     out = Path(args.output)
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
     check_output(out, inputs, args.force)
