@@ -633,10 +633,12 @@ class _LearnedRun:
         pretrained_wins = _score({key: self.score0}, key) < best_score
         if self._scores_output_pass(selected):
             t0 = time.perf_counter()
+            inputs = self._leave_one_out_averages()
             # each network scored with the flips its output pass would use
-            scores = {0: self._average_cross_error(self.weights[0], self._pass_flips(True)),
+            scores = {0: self._average_cross_error(self.weights[0], self._pass_flips(True),
+                                                   inputs),
                       selected: self._average_cross_error(self.weights[selected],
-                                                          self._pass_flips(False))}
+                                                          self._pass_flips(False), inputs)}
             history[-1]["output_heldout_cross_mse"] = {str(k): v for k, v in scores.items()}
             history[-1]["output_score_seconds"] = round(time.perf_counter() - t0, 2)
             pretrained_wins = scores[0] < scores[selected]
@@ -669,20 +671,23 @@ class _LearnedRun:
                 and selected > 0 and self.heldout.region is not None
                 and selected in self.weights)
 
-    def _average_cross_error(self, state: dict, flips: int | tuple[int, ...] | None) -> float:
+    def _leave_one_out_averages(self) -> list[np.ndarray]:
+        """For each repetition k, the average of every other one in k's frame."""
+        n = len(self.reps)
+        return [np.mean([self.frames.to_frame(self.reps[j], j, k) for j in range(n) if j != k],
+                        axis=0).astype(np.float32) for k in range(n)]
+
+    def _average_cross_error(self, state: dict, flips: int | tuple[int, ...] | None,
+                             averages: list[np.ndarray]) -> float:
         """The held-out error of the output pass at nearly its noise level: the network
-        ``state`` applied with test-time ``flips`` to the average of every repetition but one
-        (in that one's frame, on the held-out slab), scored against the one left out
-        (gain-matched), averaged over the repetitions. The left-out repetition's noise is
-        independent of the prediction, so the score ranks networks as their error against
-        the truth does."""
+        ``state`` applied with test-time ``flips`` to each of the leave-one-out ``averages``
+        (:meth:`_leave_one_out_averages`, on the held-out slab), scored against the
+        repetition left out (gain-matched), averaged over the repetitions. The left-out
+        repetition's noise is independent of the prediction, so the score ranks networks as
+        their error against the truth does."""
         self.model.load_state_dict(state)
-        n, preds = len(self.reps), []
-        for k in range(n):
-            mean_in = np.mean([self.frames.to_frame(self.reps[j], j, k)
-                               for j in range(n) if j != k], axis=0).astype(np.float32)
-            preds.append(self.apply(mean_in, Norm.fit(mean_in, self.mask), self.heldout.region,
-                                    flips, None))
+        preds = [self.apply(a, Norm.fit(a, self.mask), self.heldout.region, flips, None)
+                 for a in averages]
         return cross_error(self.reps, preds, self.heldout.scored, match_gain=True)
 
     def _pass_flips(self, untuned: bool) -> int | tuple[int, ...] | None:
