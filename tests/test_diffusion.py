@@ -117,7 +117,7 @@ def test_noise2average_on_a_diffusion_group_beats_the_average(dwi_case):
     mask = ph.brain_mask
     avg = np.mean(reps, axis=0)
     cfg = DenoiseConfig(method="n2a", steps=6, iterations=1, threads=1, patch_size=16,
-                        block_size=32, flip=False, outside="zero")
+                        block_size=32, flip=False, outside="zero", dwi_mode="groups")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)  # the shipped diffusion model
     assert res.output.shape == reps[0].shape and res.output.dtype == np.float32
     assert len(res.plan.groups) == 1 and len(res.denoised) == 2
@@ -131,7 +131,8 @@ def test_contrast_weight_trains_a_diffusion_group_and_is_refused_for_3d(dwi_case
 
     ph, reps = dwi_case
     cfg = DenoiseConfig(method="n2a", steps=3, iterations=1, threads=1, patch_size=16,
-                        block_size=32, flip=False, outside="zero", contrast_weight=2.0)
+                        block_size=32, flip=False, outside="zero", contrast_weight=2.0,
+                        dwi_mode="groups")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, ph.brain_mask, cfg)
     assert np.isfinite(res.output).all() and res.config.contrast_weight == 2.0
     t1_reps, _, mask = phantom
@@ -169,7 +170,7 @@ def test_contrast_kept_is_measured_without_the_truth(dwi_case):
 def test_groups_of_a_series_are_denoised_and_reassembled(small_series):
     ph, reps = small_series
     cfg = DenoiseConfig(method="n2n", init="scratch", preset="tiny", steps=2, threads=1,
-                        patch_size=12, block_size=16, outside="average")
+                        patch_size=12, block_size=16, outside="average", dwi_mode="groups")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, ph.brain_mask, cfg)
     assert len(res.plan.groups) == 2 and len(res.history) == 2
     assert res.output.shape == reps[0].shape
@@ -251,8 +252,11 @@ def test_cli_denoises_a_4d_pair_with_its_gradient_table(dwi_files):
     img = nib.load(str(out))
     assert img.shape == (16, 16, 16, 14) and np.allclose(img.affine, AFFINE)
     side = json.loads((d / "out" / "dwi_n2a.json").read_text())
-    assert side["group_size"] == 7 and len(side["groups"]["groups"]) == 2
+    # volume by volume (the default): no groups, the output's contrast restored
+    assert side["config"]["dwi_mode"] == "volumes" and side["groups"] is None
+    assert side["group_size"] is None and len(side["history"]) == 1
     assert 0 < side["directional_contrast_kept"] < 2  # a learned method: measured
+    assert side["directional_contrast_restored"] is True
     assert (d / "out" / "dwi_n2a.bval").read_text() == (d / "dwi.bval").read_text()
     assert (d / "out" / "dwi_n2a.bvec").read_text() == (d / "dwi.bvec").read_text()
     assert not (d / "out" / "dwi_n2a.ckpt").exists()
@@ -262,6 +266,14 @@ def test_cli_denoises_a_4d_pair_with_its_gradient_table(dwi_files):
     assert f"b = {ph.bvals.max():g} s/mm^2" in page
     assert side["outputs"]["report"] == str(d / "out" / "dwi_n2a_report.html")
     assert isinstance(side["warnings"], list)
+    # the diffusion network on groups of b0 + 6 DWIs
+    grouped = d / "out" / "dwi_groups.nii.gz"
+    assert main(["denoise", str(ap), str(pa), "--bvals", str(d / "dwi.bval"), "--bvecs",
+                 str(d / "dwi.bvec"), "--mask", str(mpath), "-o", str(grouped),
+                 "--dwi-mode", "groups", *FAST]) == 0
+    side = json.loads((d / "out" / "dwi_groups.json").read_text())
+    assert side["group_size"] == 7 and len(side["groups"]["groups"]) == 2
+    assert side["directional_contrast_restored"] is False
     # the same table given once per series is accepted; an existing output is refused
     twice = ["--bvals", str(d / "dwi.bval"), str(d / "dwi.bval"), "--bvecs",
              str(d / "dwi.bvec"), str(d / "dwi.bvec"), "--method", "average", "--quiet"]

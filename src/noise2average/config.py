@@ -42,6 +42,13 @@ class DenoiseConfig:
         Optimizer steps per iteration (Adam, one batch per step).
     lr, batch_size, patch_size
         Fine-tuning learning rate, patches per step, patch edge in voxels.
+    dwi_mode
+        How a learned method treats a diffusion series
+        (:func:`noise2average.diffusion.denoise_dwi`): ``volumes`` (the default), every volume
+        a 3D Noise2Average problem of its own, one single-channel network (the shipped T1w
+        U-Net) fine-tuned on all of them (:mod:`noise2average.dwi_volumes`); ``groups``, the
+        diffusion network on groups of b0 + k - 1 DWIs (the paper's design, the shipped
+        diffusion model).
     contrast_weight
         Diffusion groups only: the extra weight of the directional contrast's error in the
         fine-tuning loss (:func:`noise2average.nn.losses.contrast_weighted_mse`); 0, the
@@ -140,6 +147,7 @@ class DenoiseConfig:
     steps: int = 200
     lr: float = 2e-4
     schedule: str = "constant"
+    dwi_mode: str = "volumes"
     contrast_weight: float = 0.0
     batch_size: int = 1
     patch_size: int = 32
@@ -193,6 +201,7 @@ class DenoiseConfig:
                               ("first_target", ("average", "others")),
                               ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
+                              ("dwi_mode", ("volumes", "groups")),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):
             if getattr(self, name) not in allowed:
@@ -277,7 +286,8 @@ OPTION_FIELDS = {"iterations": "iterations", "steps": "steps", "lr": "lr",
                  "patch": "patch_size", "batch": "batch_size", "block": "block_size",
                  "sampling": "sampling", "outside": "outside", "preset": "preset",
                  "align": "align", "target": "target", "first_target": "first_target",
-                 "stopping": "stopping", "holdout": "holdout", "output_from": "output_from"}
+                 "stopping": "stopping", "holdout": "holdout", "output_from": "output_from",
+                 "dwi_mode": "dwi_mode"}
 #: options always passed on (their command-line defaults are the config's)
 ALWAYS_OPTIONS = ("method", "init", "device", "precision", "threads", "seed")
 

@@ -1,10 +1,17 @@
-"""Noise2Average for diffusion series, on arrays: groups of k channels through the one pipeline.
+"""Noise2Average for diffusion series, on arrays: volume by volume, or groups of k channels.
 
-The diffusion network sees k channels at a time (method.md): the mean b0 and k - 1 DWIs - a
-*group* (k = 7: b0 + 6 directions, the fewest a tensor needs; k = 13: b0 + 12). A series with
-more directions is processed group by group, each group through
-:func:`noise2average.pipeline.denoise` with channels-last (X, Y, Z, k) repetitions, and the
-output is put back in the input's volume order:
+A learned method treats a series in one of two ways (``DenoiseConfig.dwi_mode``):
+
+- ``volumes`` (the default): every volume is a 3D Noise2Average problem of its own, and one
+  single-channel network, the shipped T1w U-Net, is fine-tuned on all of them
+  (:mod:`noise2average.dwi_volumes`). It keeps the contrast between diffusion directions better
+  than the groups do, and its tensor metrics are the more accurate (docs/benchmarks.md,
+  "Diffusion").
+- ``groups`` (the paper's design): the diffusion network sees k channels at a time
+  (method.md): the mean b0 and k - 1 DWIs - a *group* (k = 7: b0 + 6 directions, the fewest a
+  tensor needs; k = 13: b0 + 12). A series with more directions is processed group by group,
+  each group through :func:`noise2average.pipeline.denoise` with channels-last (X, Y, Z, k)
+  repetitions, and the output is put back in the input's volume order:
 
 - **Grouping.** The DWIs are ordered by shell (so a group mixes b-values only when a shell does
   not fill it), then by their position in the series, and cut into consecutive groups of k - 1.
@@ -95,6 +102,17 @@ def plan_groups(bvals, bvecs, group_size: int = 7, *, n_volumes: int | None = No
                      tuple(owned))
 
 
+def b0_volumes(bvals, bvecs, n_volumes: int, b0_threshold: float = 50.0) -> np.ndarray:
+    """Boolean (V,): the b=0 volumes of a series, after validating its gradient table."""
+    from .arrays.gradients import validate_gradients
+
+    bvals = np.asarray(bvals, np.float64).reshape(-1)
+    table = validate_gradients(bvals, bvecs, n_volumes, b0_threshold=b0_threshold)
+    b0 = np.zeros(n_volumes, bool)
+    b0[table.b0_indices] = True
+    return b0
+
+
 def split_groups(series: np.ndarray, plan: GroupPlan) -> list[np.ndarray]:
     """(X, Y, Z, V) series -> one (X, Y, Z, k) array per group: mean b0, then its DWIs."""
     if series.ndim != 4 or series.shape[3] != plan.n_volumes:
@@ -136,9 +154,12 @@ class DwiResult:
     sigma : noise SD of one repetition (all volumes, from the differences between repetitions).
     noise_map : 3D local noise SD of one repetition (root mean square over the volumes).
     uncertainty : (X, Y, Z, V) standard error of the mean of the denoised repetitions, or None.
-    plan : the grouping; ``history`` has one entry per group.
+    plan : the grouping (learned methods with ``dwi_mode='groups'``, else None); ``history``
+        has one entry per group, or per iteration with ``dwi_mode='volumes'``.
     contrast_kept : the directional contrast the denoised repetitions keep, relative to the
         noisy ones (:func:`contrast_kept`; learned methods only, else None).
+    contrast_restored : whether the output's directional contrast was spread by
+        ``1 / contrast_kept`` (:func:`noise2average.dwi_volumes.restore_contrast`).
     """
 
     output: np.ndarray
@@ -146,12 +167,13 @@ class DwiResult:
     mask: np.ndarray
     sigma: float
     noise_map: np.ndarray
-    plan: GroupPlan
+    plan: GroupPlan | None
     uncertainty: np.ndarray | None = None
     history: list[dict] = field(default_factory=list)
     config: DenoiseConfig | None = None
     compute: str = ""
     contrast_kept: float | None = None
+    contrast_restored: bool = False
 
 
 def validate_series(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list[np.ndarray]:
@@ -299,11 +321,13 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
     config = config or DenoiseConfig()
     config.validate()
     reps = validate_series(reps, mask)
-    plan = plan_groups(bvals, bvecs, group_size, n_volumes=reps[0].shape[3])
+    b0 = b0_volumes(bvals, bvecs, reps[0].shape[3])
+    by_group = config.method in LEARNED_METHODS and config.dwi_mode == "groups"
+    plan = plan_groups(bvals, bvecs, group_size, n_volumes=reps[0].shape[3]) if by_group else None
     _check_method(config, reference, reps[0].shape)
     average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
     if mask is None:
-        mask = auto_mask(np.mean(average[..., list(plan.b0)], axis=3))
+        mask = auto_mask(np.mean(average[..., b0], axis=3))
         if not mask.any():
             raise InputError("no foreground found for an automatic mask; pass a mask")
     mask = mask.astype(bool)
@@ -319,6 +343,14 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
         return DwiResult(out, list(reps), mask, sigma, nmap, plan, config=config,
                          compute="cpu")
 
+    if not by_group:
+        from .dwi_volumes import denoise_by_volume
+
+        run = denoise_by_volume(reps, mask, b0, config, reference=reference,
+                                init_model=init_model, progress=progress)
+        return DwiResult(run.output, run.denoised, mask, sigma, nmap, None, run.uncertainty,
+                         run.history, config, run.compute, run.contrast_kept,
+                         contrast_restored=run.contrast_kept is not None)
     base = init_model if init_model is not None else initial_dwi_model(config, group_size)
     if base.config.in_channels != group_size:
         raise InputError(f"the initial model takes {base.config.in_channels} channels, the "
@@ -351,7 +383,5 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
     output = merge_groups(outputs, plan)
     denoised = [merge_groups([g[k] for g in per_rep], plan) for k in range(len(reps))]
     uncertainty = merge_groups(uncert, plan) if all(u is not None for u in uncert) else None
-    b0 = np.zeros(reps[0].shape[3], bool)
-    b0[list(plan.b0)] = True
     return DwiResult(output, denoised, mask, sigma, nmap, plan, uncertainty, history, config,
                      compute, contrast_kept(denoised, reps, b0, mask))

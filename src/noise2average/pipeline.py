@@ -100,7 +100,9 @@ def validate_inputs(reps: Sequence[np.ndarray], mask: np.ndarray | None) -> list
     return arrays
 
 
-def _initial_model(config: DenoiseConfig, init_model=None):
+def initial_model(config: DenoiseConfig, init_model=None):
+    """The network a learned run starts from: ``init_model``, or the one ``config.init``
+    names (a shipped model, ``scratch`` weights of ``config.preset``, or a file)."""
     from .io.weights import load_model, load_packaged
     from .nn.models import build_model
 
@@ -352,7 +354,7 @@ class _LearnedRun:
         self.reps, self.mask, self.config = reps, mask, config
         self.finish, self.reference, self.progress = finish, reference, progress
         self.policy = resolve_policy(config.device, config.precision, config.threads)
-        base = _initial_model(config, init_model)
+        base = initial_model(config, init_model)
         self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None

@@ -271,13 +271,19 @@ def _planned_outputs(out: Path, n_reps: int, save_reps: bool, save_noise_map: bo
     return files, extra
 
 
-def _model_identity(config) -> dict:
-    """Which diffusion weights a learned run started from, with their SHA-256."""
+def _model_identity(config, by_group: bool) -> dict:
+    """Which weights a learned run started from, with their SHA-256: the shipped diffusion
+    model for groups, the shipped T1w models for volumes (``config.init``)."""
+    from .config import PACKAGED_INITS
     from .io.weights import packaged_path, sha256
 
     if config.init == "scratch":
         return {"init": "scratch", "preset": config.preset}
-    path = packaged_path("dwi") if config.init == "pretrained" else Path(config.init)
+    if by_group:
+        path = packaged_path("dwi") if config.init == "pretrained" else Path(config.init)
+    else:
+        path = (packaged_path(PACKAGED_INITS[config.init]) if config.init in PACKAGED_INITS
+                else Path(config.init))
     return {"init": config.init, "file": path.name, "sha256": sha256(path)}
 
 
@@ -320,7 +326,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     learned = config.method in LEARNED_METHODS
     if save_reps and not learned:
         raise InputError(f"--save-reps: method {config.method!r} gives the average only")
-    base = initial_dwi_model(config, group_size) if learned else None
+    by_group = learned and config.dwi_mode == "groups"
+    base = initial_dwi_model(config, group_size) if by_group else None
     stem = nifti_stem(out)[1]
     files, extra = _planned_outputs(out, len(arrays), save_reps, save_noise_map, report)
     for f in list(files.values()) + list(extra.values()):
@@ -338,12 +345,12 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
                          group_size=group_size, reference=ref_arr, init_model=base, done=done,
                          on_group=ckpt.save if learned else None,
                          progress=None if quiet else lambda n, d: progress_bar(n, d, False))
-    model_id = _model_identity(config) if learned else None
+    model_id = _model_identity(config, by_group) if learned else None
     record = {
         "Description": f"noise2average {config.method} denoising of a diffusion series",
         "config": config.to_dict(),
-        "group_size": group_size,
-        "groups": result.plan.to_dict(),
+        "group_size": group_size if by_group else None,
+        "groups": result.plan.to_dict() if result.plan is not None else None,
         "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in inputs],
         "gradients": {"bvals": str(grad_files[0]), "bvecs": str(grad_files[len(grad_files) // 2]),
                       "shells": list(table.shells), "n_b0": int(table.b0_mask.sum())},
@@ -354,6 +361,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
         "noise_sigma_estimate": result.sigma,
         # from the repetitions (diffusion.contrast_kept): under 1, FA comes out biased low
         "directional_contrast_kept": result.contrast_kept,
+        # dwi_mode='volumes' spreads the output's contrast by 1 / kept (dwi_volumes)
+        "directional_contrast_restored": result.contrast_restored,
         "history": result.history,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
@@ -378,13 +387,15 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
 def dwi_summary(out: Path, record: dict, result, report: Path | None) -> str:
     """What a finished diffusion run tells the terminal: the output, the time, the
     directional contrast kept, the report, and any warnings."""
-    lines = [f"n2a denoise: wrote {out} in {record['wall_seconds']:.0f} s "
-             f"({len(result.plan.groups)} groups)"]
+    unit = (f"{len(result.plan.groups)} groups" if result.plan is not None
+            else f"{result.output.shape[3]} volumes")
+    lines = [f"n2a denoise: wrote {out} in {record['wall_seconds']:.0f} s ({unit})"]
     if result.contrast_kept is not None:
+        then = ("; the output's contrast is restored by 1 / that share"
+                if result.contrast_restored else "; below 100 %, FA is biased low")
         lines.append(f"  contrast: the denoised repetitions keep "
                      f"{100 * result.contrast_kept:.1f} % of the contrast between diffusion "
-                     "directions (estimated from the repetitions; below 100 %, FA is "
-                     "biased low)")
+                     f"directions (estimated from the repetitions{then})")
     if report is not None:
         lines.append(f"  report:   {report}")
     lines += [f"  warning:  {w}" for w in record["warnings"]]
@@ -413,7 +424,7 @@ def dwi_warnings(arrays, result, shown: int, learned: bool) -> list[str]:
              near_copies_warning(reps, result.mask, result.sigma),
              mask_edge_warning(result.mask)]
     kept = result.contrast_kept
-    if kept is not None and kept < MIN_CONTRAST_KEPT:
+    if kept is not None and kept < MIN_CONTRAST_KEPT and not result.contrast_restored:
         found.append(f"the denoised repetitions keep {100 * kept:.1f} % of the contrast between "
                      "diffusion directions: FA from this output is biased low (see "
                      "docs/diffusion.md)")
@@ -446,7 +457,8 @@ def write_dwi_report(path: Path, arrays, result, table, shown: int, like, record
                                f"{table.n_volumes}",
                "inputs": [Path(i["path"]).name for i in record["inputs"]],
                "mask": record["mask"], "model": record["model"],
-               "groups": len(result.plan.groups),
+               "groups": len(result.plan.groups) if result.plan is not None else "none "
+                                                                                "(volume by volume)",
                "directional contrast kept": record["directional_contrast_kept"]}
     timings = {"total wall time (s)": record["wall_seconds"], "compute": result.compute}
     write_report(path, inputs=reps, average=average, result=shown_out,

@@ -58,8 +58,12 @@ def add(sub) -> None:
                     help="FSL b-values (one file, or one per series)")
     dw.add_argument("--bvecs", nargs="+", metavar="BVECS",
                     help="FSL gradient directions (one file, or one per series)")
+    dw.add_argument("--dwi-mode", choices=["volumes", "groups"], default=None,
+                    help="learned methods: volumes (default), each volume on its own with one "
+                         "3D network; groups, the diffusion network on b0 + DWI groups")
     dw.add_argument("--group-size", type=int, default=None,
-                    help="channels per group, b0 + DWIs (default 7; 13 = b0 + 12)")
+                    help="with --dwi-mode groups: channels per group, b0 + DWIs (default 7; "
+                         "13 = b0 + 12)")
     ft = d.add_argument_group("fine-tuning")
     ft.add_argument("--iterations", type=int, default=None, help="Noise2Average iterations (default 2)")
     ft.add_argument("--steps", type=int, default=None, help="optimizer steps per iteration (default 200)")

@@ -1,0 +1,233 @@
+"""Noise2Average for diffusion series volume by volume, with one 3D network (arrays only).
+
+Every volume of the series (b=0 or DWI) is a 3D Noise2Average problem of its own: its N
+repetitions and their average. One single-channel network (the shipped T1w U-Net) is
+fine-tuned on all of them at once - each training patch comes from a random volume and
+repetition, its target that volume's target - and then denoises each volume of each repetition
+on its own, as BM4D does: no volume borrows from another, so a network that mixes the
+directions cannot pull their contrast together (the diffusion groups of
+:mod:`noise2average.diffusion` do, docs/benchmarks.md "Diffusion").
+
+Each volume is normalized by the mean and SD of its average inside the mask (one
+normalization for all its repetitions, so that input and target share a scale). The
+strategies are those of :mod:`noise2average.nn.strategies`, volume by volume; Noise2Average
+iterates, each iteration training towards the previous one's average of the denoised
+repetitions. With ``output_from='average'`` (the default of ``n2a-aligned``) the last
+network denoises the average of the repetitions once more, with flip averaging, and that is
+the output, as for 3D images. A spatial denoiser still keeps slightly less than all of the
+contrast between directions; :func:`restore_contrast` undoes the shrinkage measured on the
+denoised repetitions.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .arrays.normalize import Norm
+from .errors import InputError
+
+
+@dataclass
+class VolumeRun:
+    """What :func:`denoise_by_volume` returns.
+
+    Attributes
+    ----------
+    output : the denoised (X, Y, Z, V) series.
+    denoised : each denoised repetition (X, Y, Z, V).
+    uncertainty : per volume, the local standard error of the mean of the denoised repetitions.
+    history : one entry per iteration (training and inference seconds, losses).
+    compute : the device the network ran on.
+    contrast_kept : the directional contrast the denoised repetitions keep (before
+        :func:`restore_contrast`), or None.
+    """
+
+    output: np.ndarray
+    denoised: list[np.ndarray]
+    uncertainty: np.ndarray
+    history: list[dict] = field(default_factory=list)
+    compute: str = ""
+    contrast_kept: float | None = None
+
+
+def volume_norms(average: np.ndarray, mask: np.ndarray) -> list[Norm]:
+    """One normalization per volume of the (X, Y, Z, V) ``average``."""
+    return [Norm.fit(average[..., v], mask) for v in range(average.shape[-1])]
+
+
+def volume_pairs(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
+                 norms: Sequence[Norm], reference: np.ndarray | None = None):
+    """Normalized inputs (1, X, Y, Z) and residual targets, for every (volume, repetition);
+    the targets of ``method`` (:func:`noise2average.nn.strategies.image_targets`) volume by
+    volume."""
+    from .nn.strategies import image_targets
+
+    inputs, targets = [], []
+    for v, norm in enumerate(norms):
+        vols = [r[..., v] for r in reps]
+        ref = reference[..., v] if reference is not None else None
+        for vol, t in zip(vols, image_targets(method, vols, current[..., v], ref)):
+            z = norm.forward(vol)
+            inputs.append(z[None])
+            targets.append((norm.forward(t) - z)[None])
+    return inputs, targets
+
+
+def apply_by_volume(model, series: np.ndarray, norms: Sequence[Norm], mask: np.ndarray,
+                    policy, block: int, flips, tick=None) -> np.ndarray:
+    """Each volume of ``series`` (X, Y, Z, V) through the network on its own (the input kept
+    outside the mask); ``tick`` is called after each volume."""
+    from .nn.engine import denoise_volume
+
+    out = np.empty_like(series, dtype=np.float32)
+    for v, norm in enumerate(norms):
+        z = norm.forward(series[..., v])[None]
+        d = denoise_volume(model, z, mask, policy, model.config.receptive_radius, block, flips)
+        out[..., v] = np.where(mask, norm.inverse(d[0]), series[..., v])
+        if tick is not None:
+            tick()
+    return out
+
+
+def initial_volume_model(config, init_model=None):
+    """The single-channel 3D network every run starts from (``config.init``: the shipped T1w
+    U-Net by default)."""
+    from .pipeline import initial_model
+
+    model = initial_model(config, init_model)
+    if model.config.in_channels != 1 or model.config.out_channels != 1:
+        raise InputError(f"--dwi-mode volumes needs a single-channel 3D network; {config.init} "
+                         f"takes {model.config.in_channels} channels")
+    return model
+
+
+def series_uncertainty(denoised: Sequence[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """:func:`noise2average.arrays.agreement.uncertainty_map` of every volume."""
+    from .arrays.agreement import uncertainty_map
+
+    out = np.zeros(denoised[0].shape, np.float32)
+    for v in range(out.shape[-1]):
+        out[..., v] = uncertainty_map([d[..., v] for d in denoised], mask)
+    return out
+
+
+def _bar(progress, total: int, desc: str):
+    """A progress bar and its one-step tick, or (None, None)."""
+    if progress is None:
+        return None, None
+    bar = progress(total, desc)
+    return bar, lambda: bar.update(1)
+
+
+def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarray, config,
+                      *, reference: np.ndarray | None = None, init_model=None,
+                      progress=None) -> VolumeRun:
+    """Denoise N >= 2 co-registered (X, Y, Z, V) repetitions volume by volume (module text).
+
+    Parameters
+    ----------
+    reps
+        The repetitions, on one grid, volumes in the series order.
+    mask
+        3D mask: training patches are centred in it and the loss is restricted to it.
+    b0
+        Boolean (V,): which volumes are b=0 (for the contrast between directions).
+    config
+        :class:`~noise2average.config.DenoiseConfig`: ``method`` (``n2a``/``n2a-aligned``,
+        ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
+        ``patch_size``, ``batch_size``, ``restart``, ``flip``, ``lr_axis``, ``block_size``,
+        ``output_from``, ``first_target``, ``init``, the runtime fields and ``seed``; the
+        iterations are not scored on a held-out slab (all ``iterations`` run). The repetitions are not registered (a DWI
+        series is corrected for motion and distortion before, with the user's tools).
+    reference
+        Clean (X, Y, Z, V) series, only for ``method='supervised'``.
+    init_model
+        A single-channel network to start from instead of ``config.init``.
+    progress
+        Factory of progress bars ``progress(total, description)``.
+    """
+    from .diffusion import contrast_kept
+    from .nn.device import resolve_policy
+    from .nn.engine import fit
+    from .nn.patches import PatchSampler
+
+    if config.contrast_weight > 0:
+        raise InputError("contrast_weight is for diffusion groups (--dwi-mode groups)")
+    policy = resolve_policy(config.device, config.precision, config.threads)
+    base = initial_volume_model(config, init_model)
+    base_state = copy.deepcopy(base.state_dict())
+    model = policy.prepare(base)
+    reps = [np.asarray(r, np.float32) for r in reps]
+    average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
+    norms = volume_norms(average, mask)
+    flips = config.lr_axis if config.flip else None
+    # with the output from the average, the repetitions' passes only form targets: no flips
+    rep_flips = None if config.from_average else flips
+    train = config.strategy != "pretrained"
+    n_iter = config.iterations if config.strategy == "n2a" else 1
+    current, denoised, history = average, list(reps), []
+    for it in range(1, n_iter + 1):
+        rec: dict = {"iteration": it}
+        if train:
+            if it > 1 and config.restart:
+                model.load_state_dict(base_state)
+            method = ("n2n" if it == 1 and config.first_target == "others"
+                      and config.strategy == "n2a" else config.strategy)
+            inputs, targets = volume_pairs(method, reps, current, norms, reference)
+            sampler = PatchSampler(inputs, targets, mask, config.patch_size, config.batch_size,
+                                   flip_axes=(config.lr_axis,) if config.flip else ())
+            bar, tick = _bar(progress, config.steps, f"train {it}/{n_iter}")
+            state = fit(model, sampler, config.steps, config.lr, policy,
+                        seed=config.seed + it, schedule=config.schedule, freeze_bn=True,
+                        progress=(lambda n, loss: tick()) if tick else None)
+            if bar:
+                bar.close()
+            rec |= {"train_seconds": round(state.seconds, 2),
+                    "loss_first": state.losses[0], "loss_last": state.losses[-1]}
+        t0 = time.perf_counter()
+        bar, tick = _bar(progress, len(reps) * len(norms), f"denoise {it}/{n_iter}")
+        denoised = [apply_by_volume(model, r, norms, mask, policy, config.block_size,
+                                    rep_flips, tick) for r in reps]
+        if bar:
+            bar.close()
+        current = np.mean(denoised, axis=0, dtype=np.float64).astype(np.float32)
+        rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
+        history.append(rec)
+    kept = contrast_kept(denoised, reps, b0, mask)
+    if config.from_average:
+        bar, tick = _bar(progress, len(norms), "output pass")
+        current = apply_by_volume(model, average, norms, mask, policy, config.block_size, flips,
+                                  tick)
+        if bar:
+            bar.close()
+    output = restore_contrast(current, b0, mask, kept)
+    return VolumeRun(output, denoised, series_uncertainty(denoised, mask), history,
+                     policy.describe(), kept)
+
+
+def restore_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray,
+                     kept: float | None) -> np.ndarray:
+    """Undo a uniform shrinkage of the contrast between diffusion directions.
+
+    ``kept`` is the fraction of the directional contrast a denoiser kept
+    (:func:`noise2average.diffusion.contrast_kept`, measured from the repetitions). Each mask
+    voxel's attenuations S/S0 are spread about their mean by ``1 / kept``; the mean
+    attenuation and the b=0 volumes are unchanged, and so, to first order, is MD. Nothing
+    changes when ``kept`` is None, not positive, or the series has no b=0 or no DWI volume.
+    """
+    b0 = np.asarray(b0, bool)
+    if kept is None or kept <= 0 or b0.all() or not b0.any():
+        return series
+    out = series.astype(np.float32).copy()
+    s = out[mask]
+    s0 = np.maximum(s[:, b0].mean(1, keepdims=True), 1e-6)
+    att = s[:, ~b0] / s0
+    mean = att.mean(1, keepdims=True)
+    s[:, ~b0] = (mean + (att - mean) / kept) * s0
+    out[mask] = s
+    return out
