@@ -1,4 +1,5 @@
-"""Diffusion series volume by volume (noise2average.dwi_volumes), on a tiny MNI152 phantom."""
+"""Diffusion series volume by volume (noise2average.dwi_volumes) and the contrast restoration
+(noise2average.arrays.contrast), on a tiny MNI152 phantom."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from scipy import ndimage
 from noise2average.arrays.dwi_phantom import make_phantom, noisy_repetitions
 from noise2average.arrays.simulate import tissue_classes
 from noise2average.config import DenoiseConfig
-from noise2average.diffusion import contrast_kept, denoise_dwi
-from noise2average.dwi_volumes import (apply_by_volume, initial_volume_model, restore_contrast,
-                                       volume_norms)
+from noise2average.arrays.contrast import contrast_kept, restore_contrast
+from noise2average.diffusion import denoise_dwi
+from noise2average.dwi_volumes import apply_by_volume, initial_volume_model, volume_norms
 from noise2average.errors import InputError
 from noise2average.nn.device import resolve_policy
 from noise2average.nn.models import build_model, with_channels

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arrays.contrast import contrast_kept, directional_contrast  # noqa: F401 (API)
 from .config import LEARNED_METHODS, VOLUME_ONLY_METHODS, DenoiseConfig
 from .methods.registry import names
 from .errors import InputError
@@ -159,7 +160,7 @@ class DwiResult:
     contrast_kept : the directional contrast the denoised repetitions keep, relative to the
         noisy ones (:func:`contrast_kept`; learned methods only, else None).
     contrast_restored : whether the output's directional contrast was spread by
-        ``1 / contrast_kept`` (:func:`noise2average.dwi_volumes.restore_contrast`).
+        ``1 / contrast_kept`` (:func:`noise2average.arrays.contrast.restore_contrast`).
     """
 
     output: np.ndarray
@@ -223,52 +224,6 @@ def initial_dwi_model(config: DenoiseConfig, group_size: int):
     return model
 
 
-def directional_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(mask voxels, DWIs): attenuation S/S0 minus the voxel's mean attenuation."""
-    s = series[mask].astype(np.float64)
-    att = s[:, ~b0] / np.maximum(s[:, b0].mean(1, keepdims=True), 1e-6)
-    return att - att.mean(1, keepdims=True)
-
-
-def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0: np.ndarray,
-                  mask: np.ndarray) -> float | None:
-    """How much of the contrast between diffusion directions the denoising kept, from the data.
-
-    The contrast of a series is, per voxel and DWI, its attenuation S/S0 minus the voxel's mean
-    attenuation: what FA and the principal direction are made of. A denoiser that pulls the
-    directions towards each other keeps a fraction ``g < 1`` of it, and FA comes out biased low.
-    With N >= 2 repetitions ``g`` is measured without the truth: the noise of repetition j is
-    independent of repetition k, so in
-
-        g = sum_{k != j} <c(denoised_k), c(rep_j)> / sum_{k != j} <c(rep_k), c(rep_j)>
-
-    both sums estimate products with the underlying contrast and the noise cancels (mask
-    voxels, all DWIs). 1 = the repetitions' own contrast kept. Measured relative to the noisy
-    data, whose Rician floor itself compresses the contrast slightly (about 1 % at a b0 SNR of
-    20): on the diffusion benchmark the shipped network keeps 0.967 of the truth's contrast and
-    this estimate reads 0.977 (``benchmarks/dwi_diagnosis.py``). None when the series has no
-    DWI, the mask is empty or the repetitions share no contrast (pure noise).
-    """
-    b0 = np.asarray(b0, bool)
-    mask = np.asarray(mask, bool)
-    if len(reps) < 2 or b0.all() or not b0.any() or not mask.any():
-        return None
-    num = den = 0.0
-    for x0 in range(0, mask.shape[0], 8):  # slabs of 8 slices bound the memory of a big series
-        sl = slice(x0, x0 + 8)
-        m = mask[sl]
-        if not m.any():
-            continue
-        noisy = [directional_contrast(r[sl], b0, m) for r in reps]
-        for k, d in enumerate(denoised):
-            ck = directional_contrast(d[sl], b0, m)
-            for j, cj in enumerate(noisy):
-                if j != k:
-                    num += float(np.vdot(ck, cj))
-                    den += float(np.vdot(noisy[k], cj))
-    return num / den if den > 0 else None
-
-
 def _check_method(config: DenoiseConfig, reference, shape) -> None:
     """Refuse the 3D-only methods, and a supervised run without a matching reference."""
     if config.method in VOLUME_ONLY_METHODS:
@@ -279,6 +234,44 @@ def _check_method(config: DenoiseConfig, reference, shape) -> None:
             raise InputError("method 'supervised' needs a clean reference series")
         if reference.shape != shape:
             raise InputError(f"reference shape {reference.shape} differs from {shape}")
+
+
+def _denoise_groups(reps, mask, config, plan: GroupPlan, base, reference, done, on_group,
+                    progress):
+    """Each group of the series through the pipeline from ``base`` (groups in ``done`` are
+    not run again): the merged output, denoised repetitions, uncertainty, per-group history
+    and the compute the pipeline ran on."""
+    from .pipeline import denoise
+
+    rep_groups = [split_groups(r, plan) for r in reps]
+    ref_groups = split_groups(reference, plan) if reference is not None else None
+    done = dict(done or {})
+    outputs, per_rep, uncert, history, compute = [], [], [], [], ""
+    for gi in range(len(plan.groups)):
+        if gi in done:
+            out_g, den_g, rec = done[gi]
+        else:
+            res = denoise([rg[gi] for rg in rep_groups], mask, config,
+                          reference=ref_groups[gi] if ref_groups is not None else None,
+                          init_model=copy.deepcopy(base), progress=progress)
+            out_g, den_g = res.output, res.denoised
+            compute = res.compute
+            rec = {"group": gi + 1, "volumes": list(plan.groups[gi]),
+                   "history": [{k: v for k, v in h.items() if k != "losses"} |
+                               ({"loss_first": h["losses"][0], "loss_last": h["losses"][-1]}
+                                if h.get("losses") else {}) for h in res.history]}
+            if getattr(res, "uncertainty", None) is not None:
+                rec["_uncertainty"] = res.uncertainty
+            if on_group is not None:
+                on_group(gi, out_g, den_g, rec)
+        outputs.append(out_g)
+        per_rep.append(den_g)
+        uncert.append(rec.pop("_uncertainty", None))
+        history.append(rec)
+    output = merge_groups(outputs, plan)
+    denoised = [merge_groups([g[k] for g in per_rep], plan) for k in range(len(reps))]
+    uncertainty = merge_groups(uncert, plan) if all(u is not None for u in uncert) else None
+    return output, denoised, uncertainty, history, compute
 
 
 def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | None = None,
@@ -316,7 +309,6 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
     """
     from .arrays.masking import auto_mask
     from .arrays.noise import estimate_sigma
-    from .pipeline import denoise
 
     config = config or DenoiseConfig()
     config.validate()
@@ -348,40 +340,16 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
 
         run = denoise_by_volume(reps, mask, b0, config, reference=reference,
                                 init_model=init_model, progress=progress)
-        return DwiResult(run.output, run.denoised, mask, sigma, nmap, None, run.uncertainty,
+        keep = 0 if config.outside == "zero" else average
+        out = np.where(mask[..., None], run.output, keep).astype(np.float32)
+        return DwiResult(out, run.denoised, mask, sigma, nmap, None, run.uncertainty,
                          run.history, config, run.compute, run.contrast_kept,
                          contrast_restored=run.contrast_kept is not None)
     base = init_model if init_model is not None else initial_dwi_model(config, group_size)
     if base.config.in_channels != group_size:
         raise InputError(f"the initial model takes {base.config.in_channels} channels, the "
                          f"group size is {group_size}")
-    rep_groups = [split_groups(r, plan) for r in reps]
-    ref_groups = split_groups(reference, plan) if reference is not None else None
-    done = dict(done or {})
-    outputs, per_rep, uncert, history, compute = [], [], [], [], ""
-    for gi in range(len(plan.groups)):
-        if gi in done:
-            out_g, den_g, rec = done[gi]
-        else:
-            res = denoise([rg[gi] for rg in rep_groups], mask, config,
-                          reference=ref_groups[gi] if ref_groups is not None else None,
-                          init_model=copy.deepcopy(base), progress=progress)
-            out_g, den_g = res.output, res.denoised
-            compute = res.compute
-            rec = {"group": gi + 1, "volumes": list(plan.groups[gi]),
-                   "history": [{k: v for k, v in h.items() if k != "losses"} |
-                               ({"loss_first": h["losses"][0], "loss_last": h["losses"][-1]}
-                                if h.get("losses") else {}) for h in res.history]}
-            if getattr(res, "uncertainty", None) is not None:
-                rec["_uncertainty"] = res.uncertainty
-            if on_group is not None:
-                on_group(gi, out_g, den_g, rec)
-        outputs.append(out_g)
-        per_rep.append(den_g)
-        uncert.append(rec.pop("_uncertainty", None))
-        history.append(rec)
-    output = merge_groups(outputs, plan)
-    denoised = [merge_groups([g[k] for g in per_rep], plan) for k in range(len(reps))]
-    uncertainty = merge_groups(uncert, plan) if all(u is not None for u in uncert) else None
+    output, denoised, uncertainty, history, compute = _denoise_groups(
+        reps, mask, config, plan, base, reference, done, on_group, progress)
     return DwiResult(output, denoised, mask, sigma, nmap, plan, uncertainty, history, config,
                      compute, contrast_kept(denoised, reps, b0, mask))

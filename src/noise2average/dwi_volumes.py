@@ -15,8 +15,8 @@ iterates, each iteration training towards the previous one's average of the deno
 repetitions. With ``output_from='average'`` (the default of ``n2a-aligned``) the last
 network denoises the average of the repetitions once more, with flip averaging, and that is
 the output, as for 3D images. A spatial denoiser still keeps slightly less than all of the
-contrast between directions; :func:`restore_contrast` undoes the shrinkage measured on the
-denoised repetitions.
+contrast between directions; :func:`~noise2average.arrays.contrast.restore_contrast` undoes
+the shrinkage measured on the denoised repetitions.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arrays.contrast import contrast_kept, restore_contrast
 from .arrays.normalize import Norm
 from .errors import InputError
 
@@ -44,7 +45,7 @@ class VolumeRun:
     history : one entry per iteration (training and inference seconds, losses).
     compute : the device the network ran on.
     contrast_kept : the directional contrast the denoised repetitions keep (before
-        :func:`restore_contrast`), or None.
+        :func:`~noise2average.arrays.contrast.restore_contrast`), or None.
     """
 
     output: np.ndarray
@@ -151,7 +152,6 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
     progress
         Factory of progress bars ``progress(total, description)``.
     """
-    from .diffusion import contrast_kept
     from .nn.device import resolve_policy
     from .nn.engine import fit
     from .nn.patches import PatchSampler
@@ -208,26 +208,3 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
     output = restore_contrast(current, b0, mask, kept)
     return VolumeRun(output, denoised, series_uncertainty(denoised, mask), history,
                      policy.describe(), kept)
-
-
-def restore_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray,
-                     kept: float | None) -> np.ndarray:
-    """Undo a uniform shrinkage of the contrast between diffusion directions.
-
-    ``kept`` is the fraction of the directional contrast a denoiser kept
-    (:func:`noise2average.diffusion.contrast_kept`, measured from the repetitions). Each mask
-    voxel's attenuations S/S0 are spread about their mean by ``1 / kept``; the mean
-    attenuation and the b=0 volumes are unchanged, and so, to first order, is MD. Nothing
-    changes when ``kept`` is None, not positive, or the series has no b=0 or no DWI volume.
-    """
-    b0 = np.asarray(b0, bool)
-    if kept is None or kept <= 0 or b0.all() or not b0.any():
-        return series
-    out = series.astype(np.float32).copy()
-    s = out[mask]
-    s0 = np.maximum(s[:, b0].mean(1, keepdims=True), 1e-6)
-    att = s[:, ~b0] / s0
-    mean = att.mean(1, keepdims=True)
-    s[:, ~b0] = (mean + (att - mean) / kept) * s0
-    out[mask] = s
-    return out

@@ -359,9 +359,9 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
         "model": model_id,
         "mask": "given" if mask_arr is not None else "automatic head mask of the mean b0",
         "noise_sigma_estimate": result.sigma,
-        # from the repetitions (diffusion.contrast_kept): under 1, FA comes out biased low
+        # from the repetitions (arrays.contrast.contrast_kept): under 1, FA comes out biased low
         "directional_contrast_kept": result.contrast_kept,
-        # dwi_mode='volumes' spreads the output's contrast by 1 / kept (dwi_volumes)
+        # dwi_mode='volumes' spreads the output's contrast by 1 / kept (arrays.contrast)
         "directional_contrast_restored": result.contrast_restored,
         "history": result.history,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
