@@ -117,6 +117,18 @@ def series_uncertainty(denoised: Sequence[np.ndarray], mask: np.ndarray) -> np.n
     return out
 
 
+def flip_axes(config, train: bool) -> tuple[tuple[int, ...], int | tuple[int, ...] | None]:
+    """The flips of fine-tuning (``train_flips``) and of inference: the left-right axis, or
+    all three axes where the network learnt them (pre-trained, or ``train_flips='all'``) and
+    ``output_flips='all'``."""
+    if not config.flip:
+        return (), None
+    every = config.train_flips == "all"
+    train_axes = (0, 1, 2) if every else (config.lr_axis,)
+    learnt_all = every or not train
+    return train_axes, (0, 1, 2) if learnt_all and config.output_flips == "all" else config.lr_axis
+
+
 def _bar(progress, total: int, desc: str):
     """A progress bar and its one-step tick, or (None, None)."""
     if progress is None:
@@ -141,9 +153,10 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
     config
         :class:`~noise2average.config.DenoiseConfig`: ``method`` (``n2a``/``n2a-aligned``,
         ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
-        ``patch_size``, ``batch_size``, ``restart``, ``flip``, ``lr_axis``, ``block_size``,
-        ``output_from``, ``first_target``, ``init``, the runtime fields and ``seed``; the
-        iterations are not scored on a held-out slab (all ``iterations`` run). The repetitions are not registered (a DWI
+        ``patch_size``, ``batch_size``, ``restart``, ``flip``, ``train_flips``,
+        ``output_flips``, ``lr_axis``, ``block_size``, ``output_from``, ``first_target``,
+        ``init``, the runtime fields and ``seed``; the iterations are not scored on a
+        held-out slab (all ``iterations`` run). The repetitions are not registered (a DWI
         series is corrected for motion and distortion before, with the user's tools).
     reference
         Clean (X, Y, Z, V) series, only for ``method='supervised'``.
@@ -165,10 +178,10 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
     reps = [np.asarray(r, np.float32) for r in reps]
     average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
     norms = volume_norms(average, mask)
-    flips = config.lr_axis if config.flip else None
+    train = config.strategy != "pretrained"
+    train_axes, flips = flip_axes(config, train)
     # with the output from the average, the repetitions' passes only form targets: no flips
     rep_flips = None if config.from_average else flips
-    train = config.strategy != "pretrained"
     n_iter = config.iterations if config.strategy == "n2a" else 1
     current, denoised, history = average, list(reps), []
     for it in range(1, n_iter + 1):
@@ -180,7 +193,7 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
                       and config.strategy == "n2a" else config.strategy)
             inputs, targets = volume_pairs(method, reps, current, norms, reference)
             sampler = PatchSampler(inputs, targets, mask, config.patch_size, config.batch_size,
-                                   flip_axes=(config.lr_axis,) if config.flip else ())
+                                   flip_axes=train_axes)
             bar, tick = _bar(progress, config.steps, f"train {it}/{n_iter}")
             state = fit(model, sampler, config.steps, config.lr, policy,
                         seed=config.seed + it, schedule=config.schedule, freeze_bn=True,

@@ -457,8 +457,8 @@ def write_dwi_report(path: Path, arrays, result, table, shown: int, like, record
                                f"{table.n_volumes}",
                "inputs": [Path(i["path"]).name for i in record["inputs"]],
                "mask": record["mask"], "model": record["model"],
-               "groups": len(result.plan.groups) if result.plan is not None else "none "
-                                                                                "(volume by volume)",
+               "groups": (len(result.plan.groups) if result.plan is not None
+                          else "none (volume by volume)"),
                "directional contrast kept": record["directional_contrast_kept"]}
     timings = {"total wall time (s)": record["wall_seconds"], "compute": result.compute}
     write_report(path, inputs=reps, average=average, result=shown_out,
