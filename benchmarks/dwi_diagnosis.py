@@ -94,7 +94,8 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(1)
         res = denoise_dwi(case.reps, case.bvals, case.bvecs, case.brain,
-                          DenoiseConfig(method="pretrained", threads=1, seed=0, device="cpu"),
+                          DenoiseConfig(method="pretrained", threads=1, seed=0, device="cpu",
+                                        dwi_mode="groups"),
                           group_size=cfg.group_size)
         row("shipped network, no fine-tuning", res.output,
             {"contrast_slope_from_data": contrast_kept(res.denoised, case.reps, b0, case.brain)})

@@ -38,3 +38,19 @@ def test_subsets_suffix_is_refused_where_it_means_nothing(subset_case):
         run_method(subset_case, "n2a@subsets", DenoiseConfig(), 7)
     with pytest.raises(ValueError, match="@subsets"):
         run_method(subset_case, "mppca@all", DenoiseConfig(), 7)
+
+
+def test_contrast_slope_reads_one_for_the_truth_and_the_shrinkage_of_a_shrunk_copy(subset_case):
+    from noise2average.bench.dwi import contrast_slope
+
+    case = subset_case
+    b0 = case.bvals <= 50
+    clean = case.clean.astype(np.float64)
+    m = case.wm & case.brain
+    assert contrast_slope(clean, clean, b0, m) == pytest.approx(1.0)
+    s0 = np.maximum(clean[..., b0].mean(-1, keepdims=True), 1e-6)
+    att = clean[..., ~b0] / s0
+    mean = att.mean(-1, keepdims=True)
+    shrunk = clean.copy()
+    shrunk[..., ~b0] = s0 * (mean + 0.9 * (att - mean))
+    assert contrast_slope(shrunk, clean, b0, m) == pytest.approx(0.9, abs=1e-6)

@@ -27,7 +27,8 @@ synthesized along the common directions; peak = the largest clean DWI value in t
 mean absolute errors of FA, MD, AD, RD in white matter (WM fraction > 0.5) and in the whole
 brain, and the mean angle between principal eigenvectors where the reference FA > 0.2, all
 from a DIPY weighted-least-squares tensor fit of each output against the phantom's ground
-truth tensors (:func:`noise2average.arrays.dti.dti_errors`).
+truth tensors (:func:`noise2average.arrays.dti.dti_errors`); and the white-matter contrast
+slope (:func:`contrast_slope`), how much of the contrast between directions is kept.
 """
 
 from __future__ import annotations
@@ -239,26 +240,39 @@ def score(case: Case, output: np.ndarray, table: str) -> tuple[dict, dict]:
     psnr = 10 * np.log10(float(ref.max()) ** 2 / mse)
     fit = fit_tensor(np.clip(output, 0, None), bvals, bvecs, m)
     met = dti_metrics(fit)
-    out = {"psnr_dwi": psnr, **dti_errors(met, case.metrics, case.wm, m)}
+    out = {"psnr_dwi": psnr, **dti_errors(met, case.metrics, case.wm, m),
+           "contrast_slope_wm": contrast_slope(output, clean, bvals <= 50, case.wm & m)}
     return out, met
+
+
+def contrast_slope(output: np.ndarray, clean: np.ndarray, b0: np.ndarray,
+                   mask: np.ndarray) -> float:
+    """How much of the clean series' contrast between directions the output keeps: the
+    regression slope of its directional contrast on the truth's, through the origin (1 =
+    kept; below 1, FA comes out biased low)."""
+    from ..arrays.contrast import directional_contrast
+
+    c = directional_contrast(output, b0, mask)
+    t = directional_contrast(clean, b0, mask)
+    return float((c * t).sum() / max((t * t).sum(), 1e-12))
 
 
 
 def markdown_table(rows: list[dict]) -> str:
     """Scores as Markdown; diffusivities in 10^-3 mm^2/s (= um^2/ms)."""
     head = ("| method | PSNR DWI dB | FA MAE WM | FA MAE brain | MD MAE WM | MD MAE brain | "
-            "AD MAE WM | RD MAE WM | V1 angle deg (FA>0.2) | time s |")
-    lines = [head, "|" + "---|" * 10]
+            "AD MAE WM | RD MAE WM | V1 angle deg (FA>0.2) | contrast slope WM | time s |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['method']} | skipped: {r['error']} |" + " |" * 8)
+            lines.append(f"| {r['method']} | skipped: {r['error']} |" + " |" * 9)
             continue
         k = 1e3
         lines.append(
             f"| {r['method']} | {r['psnr_dwi']:.2f} | {r['FA_mae_wm']:.4f} | "
             f"{r['FA_mae_brain']:.4f} | {r['MD_mae_wm'] * k:.4f} | {r['MD_mae_brain'] * k:.4f} | "
             f"{r['AD_mae_wm'] * k:.4f} | {r['RD_mae_wm'] * k:.4f} | {r['V1_angle_deg']:.2f} | "
-            f"{r.get('seconds', '')} |")
+            f"{r['contrast_slope_wm']:.3f} | {r.get('seconds', '')} |")
     return "\n".join(lines) + "\n"
 
 
