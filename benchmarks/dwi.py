@@ -125,7 +125,7 @@ def main(argv=None) -> int:
              + ("AP/PA: 2 noise realizations" if cfg.case == "apap" else
                 f"DTI subsets: one noisy series split into {cfg.subsets} repetitions of b0 + 6"))
     md = [f"## {title}", "", f"`{argv_str}`", "",
-          markdown_table(rows), "Targets (issue 5):", ""]
+          markdown_table(rows), "Targets (issue 20):", ""]
     md += [f"- {line}" for line in target_check(rows)]
     write_text(outdir / "results.md", "\n".join(md) + "\n")
     write_text(outdir / "results.json", json.dumps(
