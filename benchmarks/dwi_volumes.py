@@ -22,7 +22,9 @@ from pathlib import Path
 def main() -> None:
     from noise2average.bench.dwi import DwiBenchConfig, cached_case, score
     from noise2average.config import DenoiseConfig, parse_settings
-    from noise2average.dwi_volumes import denoise_by_volume, restore_contrast
+    from noise2average.arrays.contrast import restore_contrast
+    from noise2average.diffusion import volume_shells
+    from noise2average.dwi_volumes import denoise_by_volume
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=("apap", "subset"), default="apap")
@@ -40,9 +42,10 @@ def main() -> None:
                        work / "case.npz")
     changes = parse_settings(args.set, "--set")
     config = DenoiseConfig(**{"threads": args.threads, "device": "cpu", **changes})
-    b0 = case.bvals <= 50
+    shells = volume_shells(case.bvals, case.bvecs, case.reps[0].shape[3])
+    b0 = shells < 0
     t0 = time.perf_counter()
-    run = denoise_by_volume(case.reps, case.brain, b0, config)
+    run = denoise_by_volume(case.reps, case.brain, shells, config)
     seconds = time.perf_counter() - t0
     kept = run.contrast_kept
     variants = {"restored": run.output,

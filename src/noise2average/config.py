@@ -46,7 +46,8 @@ class DenoiseConfig:
         How a learned method treats a diffusion series
         (:func:`noise2average.diffusion.denoise_dwi`): ``volumes`` (the default), every volume
         a 3D Noise2Average problem of its own, one single-channel network (the shipped T1w
-        U-Net) fine-tuned on all of them (:mod:`noise2average.dwi_volumes`); ``groups``, the
+        U-Net) fine-tuned on all the volumes of each shell, and on the b=0 volumes
+        (:mod:`noise2average.dwi_volumes`); ``groups``, the
         diffusion network on groups of b0 + k - 1 DWIs (the paper's design, the shipped
         diffusion model).
     contrast_weight

@@ -3,8 +3,8 @@
 A learned method treats a series in one of two ways (``DenoiseConfig.dwi_mode``):
 
 - ``volumes`` (the default): every volume is a 3D Noise2Average problem of its own, and one
-  single-channel network, the shipped T1w U-Net, is fine-tuned on all of them
-  (:mod:`noise2average.dwi_volumes`). It keeps the contrast between diffusion directions better
+  single-channel network, the shipped T1w U-Net, is fine-tuned on all the volumes of each
+  shell, and on the b=0 volumes (:mod:`noise2average.dwi_volumes`). It keeps the contrast between diffusion directions better
   than the groups do, and its tensor metrics are the more accurate (docs/benchmarks.md,
   "Diffusion").
 - ``groups`` (the paper's design): the diffusion network sees k channels at a time
@@ -103,15 +103,14 @@ def plan_groups(bvals, bvecs, group_size: int = 7, *, n_volumes: int | None = No
                      tuple(owned))
 
 
-def b0_volumes(bvals, bvecs, n_volumes: int, b0_threshold: float = 50.0) -> np.ndarray:
-    """Boolean (V,): the b=0 volumes of a series, after validating its gradient table."""
+def volume_shells(bvals, bvecs, n_volumes: int, b0_threshold: float = 50.0) -> np.ndarray:
+    """(V,) int: the shell of each volume of a series (-1 for b=0), after validating its
+    gradient table."""
     from .arrays.gradients import validate_gradients
 
     bvals = np.asarray(bvals, np.float64).reshape(-1)
     table = validate_gradients(bvals, bvecs, n_volumes, b0_threshold=b0_threshold)
-    b0 = np.zeros(n_volumes, bool)
-    b0[table.b0_indices] = True
-    return b0
+    return np.asarray(table.shell_index, int)
 
 
 def split_groups(series: np.ndarray, plan: GroupPlan) -> list[np.ndarray]:
@@ -313,7 +312,8 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
     config = config or DenoiseConfig()
     config.validate()
     reps = validate_series(reps, mask)
-    b0 = b0_volumes(bvals, bvecs, reps[0].shape[3])
+    shells = volume_shells(bvals, bvecs, reps[0].shape[3])
+    b0 = shells < 0
     by_group = config.method in LEARNED_METHODS and config.dwi_mode == "groups"
     plan = plan_groups(bvals, bvecs, group_size, n_volumes=reps[0].shape[3]) if by_group else None
     _check_method(config, reference, reps[0].shape)
@@ -338,7 +338,7 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
     if not by_group:
         from .dwi_volumes import denoise_by_volume
 
-        run = denoise_by_volume(reps, mask, b0, config, reference=reference,
+        run = denoise_by_volume(reps, mask, shells, config, reference=reference,
                                 init_model=init_model, progress=progress)
         keep = 0 if config.outside == "zero" else average
         out = np.where(mask[..., None], run.output, keep).astype(np.float32)

@@ -1,10 +1,10 @@
 """Noise2Average for diffusion series volume by volume, with one 3D network (arrays only).
 
 Every volume of the series (b=0 or DWI) is a 3D Noise2Average problem of its own: its N
-repetitions and their average. One single-channel network (the shipped T1w U-Net) is
-fine-tuned on all of them at once - each training patch comes from a random volume and
-repetition, its target that volume's target - and then denoises each volume of each repetition
-on its own, as BM4D does: no volume borrows from another, so a network that mixes the
+repetitions and their average. For each shell (and for the b=0 volumes), one single-channel
+network (the shipped T1w U-Net) is fine-tuned on all of its volumes at once - each training
+patch comes from a random volume and repetition, its target that volume's target - and then
+denoises each volume of each repetition on its own, as BM4D does: no volume borrows from another, so a network that mixes the
 directions cannot pull their contrast together (the diffusion groups of
 :mod:`noise2average.diffusion` do, docs/benchmarks.md "Diffusion").
 
@@ -42,7 +42,8 @@ class VolumeRun:
     output : the denoised (X, Y, Z, V) series.
     denoised : each denoised repetition (X, Y, Z, V).
     uncertainty : per volume, the local standard error of the mean of the denoised repetitions.
-    history : one entry per iteration (training and inference seconds, losses).
+    history : one entry per shell (its volumes, and per iteration the training and inference
+        seconds and the first and last losses).
     compute : the device the network ran on.
     contrast_kept : the directional contrast the denoised repetitions keep (before
         :func:`~noise2average.arrays.contrast.restore_contrast`), or None.
@@ -137,8 +138,71 @@ def _bar(progress, total: int, desc: str):
     return bar, lambda: bar.update(1)
 
 
-def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarray, config,
-                      *, reference: np.ndarray | None = None, init_model=None,
+@dataclass
+class _Shell:
+    """The fixed inputs of one shell's run: its repetitions, average, normalizations and
+    (supervised) reference, with the run's settings."""
+
+    reps: list[np.ndarray]
+    average: np.ndarray
+    norms: list[Norm]
+    reference: np.ndarray | None
+    label: str
+
+
+def _iterate(model, base_state: dict, shell: _Shell, mask: np.ndarray, config, policy,
+             progress) -> tuple[np.ndarray, list[np.ndarray], list[dict]]:
+    """The Noise2Average iterations (or one pass of another strategy) on one shell's volumes,
+    then the output pass: its output, denoised repetitions and one record per iteration."""
+    from .nn.engine import fit
+    from .nn.patches import PatchSampler
+
+    train = config.strategy != "pretrained"
+    train_axes, flips = flip_axes(config, train)
+    # with the output from the average, the repetitions' passes only form targets: no flips
+    rep_flips = None if config.from_average else flips
+    n_iter = config.iterations if config.strategy == "n2a" else 1
+    current, denoised, history = shell.average, list(shell.reps), []
+    for it in range(1, n_iter + 1):
+        rec: dict = {"iteration": it}
+        if train:
+            if it > 1 and config.restart:
+                model.load_state_dict(base_state)
+            method = ("n2n" if it == 1 and config.first_target == "others"
+                      and config.strategy == "n2a" else config.strategy)
+            inputs, targets = volume_pairs(method, shell.reps, current, shell.norms,
+                                           shell.reference)
+            sampler = PatchSampler(inputs, targets, mask, config.patch_size, config.batch_size,
+                                   flip_axes=train_axes)
+            bar, tick = _bar(progress, config.steps, f"train {shell.label} {it}/{n_iter}")
+            state = fit(model, sampler, config.steps, config.lr, policy,
+                        seed=config.seed + it, schedule=config.schedule, freeze_bn=True,
+                        progress=(lambda n, loss: tick()) if tick else None)
+            if bar:
+                bar.close()
+            rec |= {"train_seconds": round(state.seconds, 2),
+                    "loss_first": state.losses[0], "loss_last": state.losses[-1]}
+        t0 = time.perf_counter()
+        bar, tick = _bar(progress, len(shell.reps) * len(shell.norms),
+                         f"denoise {shell.label} {it}/{n_iter}")
+        denoised = [apply_by_volume(model, r, shell.norms, mask, policy, config.block_size,
+                                    rep_flips, tick) for r in shell.reps]
+        if bar:
+            bar.close()
+        current = np.mean(denoised, axis=0, dtype=np.float64).astype(np.float32)
+        rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
+        history.append(rec)
+    if config.from_average:
+        bar, tick = _bar(progress, len(shell.norms), f"output pass {shell.label}")
+        current = apply_by_volume(model, shell.average, shell.norms, mask, policy,
+                                  config.block_size, flips, tick)
+        if bar:
+            bar.close()
+    return current, denoised, history
+
+
+def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.ndarray,
+                      config, *, reference: np.ndarray | None = None, init_model=None,
                       progress=None) -> VolumeRun:
     """Denoise N >= 2 co-registered (X, Y, Z, V) repetitions volume by volume (module text).
 
@@ -148,8 +212,12 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
         The repetitions, on one grid, volumes in the series order.
     mask
         3D mask: training patches are centred in it and the loss is restricted to it.
-    b0
-        Boolean (V,): which volumes are b=0 (for the contrast between directions).
+    shells
+        (V,) int: the shell of each volume, -1 for b=0
+        (:attr:`noise2average.arrays.gradients.GradientTable.shell_index`). Each shell, and
+        the b=0 volumes, is fine-tuned from the initial network on its own: the shells differ
+        in contrast and noise level, and a network shared with 30 DWIs denoises the few b=0
+        volumes, on which every tensor metric depends, worse than one of their own.
     config
         :class:`~noise2average.config.DenoiseConfig`: ``method`` (``n2a``/``n2a-aligned``,
         ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
@@ -166,8 +234,6 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
         Factory of progress bars ``progress(total, description)``.
     """
     from .nn.device import resolve_policy
-    from .nn.engine import fit
-    from .nn.patches import PatchSampler
 
     if config.contrast_weight > 0:
         raise InputError("contrast_weight is for diffusion groups (--dwi-mode groups)")
@@ -177,47 +243,24 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, b0: np.ndarr
     model = policy.prepare(base)
     reps = [np.asarray(r, np.float32) for r in reps]
     average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
-    norms = volume_norms(average, mask)
-    train = config.strategy != "pretrained"
-    train_axes, flips = flip_axes(config, train)
-    # with the output from the average, the repetitions' passes only form targets: no flips
-    rep_flips = None if config.from_average else flips
-    n_iter = config.iterations if config.strategy == "n2a" else 1
-    current, denoised, history = average, list(reps), []
-    for it in range(1, n_iter + 1):
-        rec: dict = {"iteration": it}
-        if train:
-            if it > 1 and config.restart:
-                model.load_state_dict(base_state)
-            method = ("n2n" if it == 1 and config.first_target == "others"
-                      and config.strategy == "n2a" else config.strategy)
-            inputs, targets = volume_pairs(method, reps, current, norms, reference)
-            sampler = PatchSampler(inputs, targets, mask, config.patch_size, config.batch_size,
-                                   flip_axes=train_axes)
-            bar, tick = _bar(progress, config.steps, f"train {it}/{n_iter}")
-            state = fit(model, sampler, config.steps, config.lr, policy,
-                        seed=config.seed + it, schedule=config.schedule, freeze_bn=True,
-                        progress=(lambda n, loss: tick()) if tick else None)
-            if bar:
-                bar.close()
-            rec |= {"train_seconds": round(state.seconds, 2),
-                    "loss_first": state.losses[0], "loss_last": state.losses[-1]}
-        t0 = time.perf_counter()
-        bar, tick = _bar(progress, len(reps) * len(norms), f"denoise {it}/{n_iter}")
-        denoised = [apply_by_volume(model, r, norms, mask, policy, config.block_size,
-                                    rep_flips, tick) for r in reps]
-        if bar:
-            bar.close()
-        current = np.mean(denoised, axis=0, dtype=np.float64).astype(np.float32)
-        rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
-        history.append(rec)
+    shells = np.asarray(shells, int)
+    output = np.empty_like(average)
+    denoised = [np.empty_like(r) for r in reps]
+    history = []
+    for k in np.unique(shells):
+        idx = np.flatnonzero(shells == k)
+        model.load_state_dict(base_state)
+        label = "b0" if k < 0 else f"shell {k + 1}"
+        shell = _Shell([r[..., idx] for r in reps], average[..., idx],
+                       volume_norms(average[..., idx], mask),
+                       reference[..., idx] if reference is not None else None, label)
+        out_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress)
+        output[..., idx] = out_k
+        for d, dk in zip(denoised, den_k):
+            d[..., idx] = dk
+        history.append({"shell": label, "volumes": idx.tolist(), "iterations": hist})
+    b0 = shells < 0
     kept = contrast_kept(denoised, reps, b0, mask)
-    if config.from_average:
-        bar, tick = _bar(progress, len(norms), "output pass")
-        current = apply_by_volume(model, average, norms, mask, policy, config.block_size, flips,
-                                  tick)
-        if bar:
-            bar.close()
-    output = restore_contrast(current, b0, mask, kept)
+    output = restore_contrast(output, b0, mask, kept)
     return VolumeRun(output, denoised, series_uncertainty(denoised, mask), history,
                      policy.describe(), kept)
