@@ -101,3 +101,17 @@ def test_volume_mode_refuses_a_multichannel_network_and_contrast_weight(series):
                     DenoiseConfig(method="n2a", steps=1, contrast_weight=1.0))
     with pytest.raises(InputError, match="dwi_mode"):
         DenoiseConfig(dwi_mode="slices")
+
+
+def test_a_shell_whose_repetitions_are_one_image_is_not_fine_tuned(series):
+    ph, reps = series
+    b0 = ph.bvals == 0
+    shared = [reps[0], reps[1].copy()]
+    shared[1][..., b0] = reps[0][..., b0]  # as n2a dti-split's subsets share their b=0
+    cfg = DenoiseConfig(method="n2a", init="scratch", preset="tiny", steps=2, iterations=2,
+                        threads=1, patch_size=12, block_size=32)
+    res = denoise_dwi(shared, ph.bvals, ph.bvecs, ph.brain_mask, cfg)
+    b0_run, dwi_run = res.history
+    assert b0_run["shell"] == "b0" and not b0_run["fine_tuned"]
+    assert len(b0_run["iterations"]) == 1 and "train_seconds" not in b0_run["iterations"][0]
+    assert dwi_run["fine_tuned"] and len(dwi_run["iterations"]) == 2

@@ -151,17 +151,18 @@ class _Shell:
 
 
 def _iterate(model, base_state: dict, shell: _Shell, mask: np.ndarray, config, policy,
-             progress) -> tuple[np.ndarray, list[np.ndarray], list[dict]]:
+             progress, fine_tune: bool) -> tuple[np.ndarray, list[np.ndarray], list[dict]]:
     """The Noise2Average iterations (or one pass of another strategy) on one shell's volumes,
-    then the output pass: its output, denoised repetitions and one record per iteration."""
+    then the output pass: its output, denoised repetitions and one record per iteration.
+    Without ``fine_tune`` the initial network makes one pass (as ``method='pretrained'``)."""
     from .nn.engine import fit
     from .nn.patches import PatchSampler
 
-    train = config.strategy != "pretrained"
+    train = config.strategy != "pretrained" and fine_tune
     train_axes, flips = flip_axes(config, train)
     # with the output from the average, the repetitions' passes only form targets: no flips
     rep_flips = None if config.from_average else flips
-    n_iter = config.iterations if config.strategy == "n2a" else 1
+    n_iter = config.iterations if config.strategy == "n2a" and train else 1
     current, denoised, history = shell.average, list(shell.reps), []
     for it in range(1, n_iter + 1):
         rec: dict = {"iteration": it}
@@ -217,7 +218,9 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         (:attr:`noise2average.arrays.gradients.GradientTable.shell_index`). Each shell, and
         the b=0 volumes, is fine-tuned from the initial network on its own: the shells differ
         in contrast and noise level, and a network shared with 30 DWIs denoises the few b=0
-        volumes, on which every tensor metric depends, worse than one of their own.
+        volumes, on which every tensor metric depends, worse than one of their own. A shell
+        whose repetitions are one and the same image (the b=0 volume that ``n2a dti-split``
+        gives every subset) has no noise to learn from and gets the initial network's pass.
     config
         :class:`~noise2average.config.DenoiseConfig`: ``method`` (``n2a``/``n2a-aligned``,
         ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
@@ -254,11 +257,16 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         shell = _Shell([r[..., idx] for r in reps], average[..., idx],
                        volume_norms(average[..., idx], mask),
                        reference[..., idx] if reference is not None else None, label)
-        out_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress)
+        # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
+        # noise to learn from: the initial network denoises them as it is
+        differ = any(not np.array_equal(r[mask], shell.reps[0][mask]) for r in shell.reps[1:])
+        out_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress,
+                                      differ)
         output[..., idx] = out_k
         for d, dk in zip(denoised, den_k):
             d[..., idx] = dk
-        history.append({"shell": label, "volumes": idx.tolist(), "iterations": hist})
+        history.append({"shell": label, "volumes": idx.tolist(), "fine_tuned": differ
+                        and config.strategy != "pretrained", "iterations": hist})
     b0 = shells < 0
     kept = contrast_kept(denoised, reps, b0, mask)
     output = restore_contrast(output, b0, mask, kept)
