@@ -1,12 +1,12 @@
-"""Noise2Average for diffusion series volume by volume, with one 3D network (arrays only).
+"""Noise2Average for diffusion series volume by volume, with 3D networks (arrays only).
 
 Every volume of the series (b=0 or DWI) is a 3D Noise2Average problem of its own: its N
 repetitions and their average. For each shell (and for the b=0 volumes), one single-channel
 network (the shipped T1w U-Net) is fine-tuned on all of its volumes at once - each training
 patch comes from a random volume and repetition, its target that volume's target - and then
-denoises each volume of each repetition on its own, as BM4D does: no volume borrows from another, so a network that mixes the
-directions cannot pull their contrast together (the diffusion groups of
-:mod:`noise2average.diffusion` do, docs/benchmarks.md "Diffusion").
+denoises each volume of each repetition on its own, as BM4D does: no volume borrows from
+another, so a network that mixes the directions cannot pull their contrast together (the
+diffusion groups of :mod:`noise2average.diffusion` do, docs/benchmarks.md "Diffusion").
 
 Each volume is normalized by the mean and SD of its average inside the mask (one
 normalization for all its repetitions, so that input and target share a scale). The
@@ -44,7 +44,7 @@ class VolumeRun:
     uncertainty : per volume, the local standard error of the mean of the denoised repetitions.
     history : one entry per shell (its volumes, and per iteration the training and inference
         seconds and the first and last losses).
-    compute : the device the network ran on.
+    compute : the device and precision the networks ran with.
     contrast_kept : the directional contrast the denoised repetitions keep (before
         :func:`~noise2average.arrays.contrast.restore_contrast`), or None.
     """

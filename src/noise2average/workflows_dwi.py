@@ -299,7 +299,7 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
     the QC report ``STEM_report.html`` (:func:`write_dwi_report`). Everything is validated
     before anything is written. ``config_changes`` are DenoiseConfig fields. Returns the DwiResult.
     """
-    from .config import LEARNED_METHODS, DenoiseConfig
+    from .config import LEARNED_METHODS, PACKAGED_INITS, DenoiseConfig
     from .diffusion import denoise_dwi, initial_dwi_model
     from .io import nifti
     from .provenance import environment, file_sha256, write_sidecar
@@ -321,7 +321,8 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
                if config.method == "supervised" else None)
     if ref_arr is not None:
         inputs.append(Path(reference))
-    if config.init not in ("pretrained", "scratch") and not Path(config.init).is_file():
+    if (config.init not in (*PACKAGED_INITS, "scratch")
+            and not Path(config.init).is_file()):
         raise InputError(f"--init {config.init}: no such model file")
     learned = config.method in LEARNED_METHODS
     if save_reps and not learned:
