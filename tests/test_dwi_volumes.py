@@ -38,8 +38,10 @@ def _psnr(img, ref, mask):
 def test_noise2average_volume_by_volume_beats_the_average(series):
     ph, reps = series
     mask = ph.brain_mask
+    # fp32: one full-suite run of this test in bf16 with 16^3 patches hit a NaN at the second
+    # fine-tuning step, which five reruns did not reproduce; the algorithm is what is tested
     cfg = DenoiseConfig(method="n2a", steps=4, iterations=1, threads=1, patch_size=16,
-                        block_size=32, outside="zero")
+                        block_size=32, outside="zero", precision="fp32")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)  # the shipped T1w U-Net
     assert res.plan is None and len(res.denoised) == 2
     # the b=0 volumes and the b=1000 shell, each with its own network
