@@ -140,8 +140,8 @@ def _bar(progress, total: int, desc: str):
 
 @dataclass
 class _Shell:
-    """The fixed inputs of one shell's run: its repetitions, average, normalizations and
-    (supervised) reference, with the run's settings."""
+    """The fixed inputs of one shell's run: its repetitions, average, normalizations,
+    (supervised) reference and its name in progress bars and the history."""
 
     reps: list[np.ndarray]
     average: np.ndarray
