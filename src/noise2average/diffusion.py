@@ -4,9 +4,9 @@ A learned method treats a series in one of two ways (``DenoiseConfig.dwi_mode``)
 
 - ``volumes`` (the default): every volume is a 3D Noise2Average problem of its own, and one
   single-channel network, the shipped T1w U-Net, is fine-tuned on all the volumes of each
-  shell, and on the b=0 volumes (:mod:`noise2average.dwi_volumes`). It keeps the contrast between diffusion directions better
-  than the groups do, and its tensor metrics are the more accurate (docs/benchmarks.md,
-  "Diffusion").
+  shell, and on the b=0 volumes (:mod:`noise2average.dwi_volumes`). It keeps the contrast
+  between diffusion directions better than the groups do, and its tensor metrics are the
+  more accurate (docs/benchmarks.md, "Diffusion").
 - ``groups`` (the paper's design): the diffusion network sees k channels at a time
   (method.md): the mean b0 and k - 1 DWIs - a *group* (k = 7: b0 + 6 directions, the fewest a
   tensor needs; k = 13: b0 + 12). A series with more directions is processed group by group,
@@ -155,7 +155,7 @@ class DwiResult:
     noise_map : 3D local noise SD of one repetition (root mean square over the volumes).
     uncertainty : (X, Y, Z, V) standard error of the mean of the denoised repetitions, or None.
     plan : the grouping (learned methods with ``dwi_mode='groups'``, else None); ``history``
-        has one entry per group, or per iteration with ``dwi_mode='volumes'``.
+        has one entry per group, or per shell with ``dwi_mode='volumes'``.
     contrast_kept : the directional contrast the denoised repetitions keep, relative to the
         noisy ones (:func:`contrast_kept`; learned methods only, else None).
     contrast_restored : whether the output's directional contrast was spread by

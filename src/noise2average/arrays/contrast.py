@@ -34,9 +34,10 @@ def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0
     both sums estimate products with the underlying contrast and the noise cancels (mask
     voxels, all DWIs). 1 = the repetitions' own contrast kept. Measured relative to the noisy
     data, whose Rician floor itself compresses the contrast slightly (about 1 % at a b0 SNR of
-    20): on the diffusion benchmark the shipped network keeps 0.967 of the truth's contrast and
-    this estimate reads 0.977 (``benchmarks/dwi_diagnosis.py``). None when the series has no
-    DWI, the mask is empty or the repetitions share no contrast (pure noise).
+    20): on the diffusion benchmark the shipped diffusion (groups) network keeps 0.967 of the
+    truth's contrast and this estimate reads 0.977 (``benchmarks/dwi_diagnosis.py``). None
+    when the series has no DWI, the mask is empty or the repetitions share no contrast (pure
+    noise).
     """
     b0 = np.asarray(b0, bool)
     mask = np.asarray(mask, bool)
