@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -43,7 +42,7 @@ def denoise_per_volume(model, reps, mask, policy) -> np.ndarray:
 
 
 def main() -> None:
-    from noise2average.bench.dwi import DwiBenchConfig, cached_case, score
+    from noise2average.bench.dwi import probe_case, score
     from noise2average.io.weights import load_model
     from noise2average.nn.device import resolve_policy
 
@@ -54,11 +53,7 @@ def main() -> None:
     ap.add_argument("--work", help="case cache folder (default runs/bench_apap[_bundles])")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    suffix = "" if args.phantom == "structure" else f"_{args.phantom}"
-    work = Path(args.work or f"runs/bench_apap{suffix}")
-    work.mkdir(parents=True, exist_ok=True)
-    case = cached_case(DwiBenchConfig(case="apap", crop=args.crop, phantom=args.phantom),
-                       work / "case.npz")
+    case = probe_case("apap", args.phantom, args.crop, args.work)
     policy = resolve_policy("cpu", "auto", args.threads)
     model = policy.prepare(load_model(args.model)[0])
     t0 = time.perf_counter()

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 
 def main() -> None:
-    from noise2average.bench.dwi import DwiBenchConfig, cached_case, score
+    from noise2average.bench.dwi import probe_case, score
     from noise2average.config import DenoiseConfig, parse_settings
     from noise2average.arrays.contrast import restore_contrast
     from noise2average.diffusion import volume_shells
@@ -35,11 +34,7 @@ def main() -> None:
     ap.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    suffix = "" if args.phantom == "structure" else f"_{args.phantom}"
-    work = Path(args.work or f"runs/bench_{args.case}{suffix}")
-    work.mkdir(parents=True, exist_ok=True)
-    case = cached_case(DwiBenchConfig(case=args.case, crop=args.crop, phantom=args.phantom),
-                       work / "case.npz")
+    case = probe_case(args.case, args.phantom, args.crop, args.work)
     changes = parse_settings(args.set, "--set")
     config = DenoiseConfig(**{"threads": args.threads, "device": "cpu", **changes})
     shells = volume_shells(case.bvals, case.bvecs, case.reps[0].shape[3])

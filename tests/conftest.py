@@ -48,3 +48,14 @@ def nifti_case(tmp_path, phantom):
              for k, r in enumerate(reps, 1)]
     mpath = write_nifti(tmp_path / "mask.nii.gz", mask.astype(np.uint8))
     return tmp_path, paths, mpath
+
+
+def shrink_contrast(series: np.ndarray, b0: np.ndarray, kept: float) -> np.ndarray:
+    """``series`` with a fraction ``kept`` of its contrast between diffusion directions: each
+    voxel's attenuations S/S0 pulled towards their mean (the b=0 volumes unchanged)."""
+    s0 = np.maximum(series[..., b0].mean(-1, keepdims=True), 1e-6)
+    att = series[..., ~b0] / s0
+    mean = att.mean(-1, keepdims=True)
+    out = series.copy()
+    out[..., ~b0] = s0 * (mean + kept * (att - mean))
+    return out

@@ -24,7 +24,7 @@ from noise2average.methods import DIFFUSION
 from noise2average.methods.diffusion import dwidenoise_path
 from noise2average.nn.models import MUNet, build_model, with_channels
 
-from conftest import AFFINE
+from conftest import AFFINE, shrink_contrast
 
 
 def _phantom(t1, mask, n_dirs, region=None):
@@ -147,14 +147,9 @@ def test_contrast_kept_is_measured_without_the_truth(dwi_case):
     b0 = ph.bvals == 0
     m = ph.brain_mask
     clean = ph.dwi.astype(np.float64)
-    s0 = np.maximum(clean[..., b0].mean(-1, keepdims=True), 1e-6)
-    att = clean[..., ~b0] / s0
-    mean_att = att.mean(-1, keepdims=True)
 
     def shrunk(g):  # the clean series with a fraction g of its directional contrast
-        out = clean.copy()
-        out[..., ~b0] = s0 * (mean_att + g * (att - mean_att))
-        return out
+        return shrink_contrast(clean, b0, g)
 
     # the repetitions themselves keep all of their contrast, exactly
     assert contrast_kept(reps, reps, b0, m) == pytest.approx(1.0, abs=1e-12)

@@ -17,6 +17,8 @@ from noise2average.errors import InputError
 from noise2average.nn.device import resolve_policy
 from noise2average.nn.models import build_model, with_channels
 
+from conftest import shrink_contrast
+
 
 @pytest.fixture(scope="module")
 def series(mni_crop):
@@ -82,11 +84,7 @@ def test_restore_contrast_undoes_a_uniform_shrinkage(series):
     b0 = ph.bvals == 0
     m = ph.brain_mask
     clean = ph.dwi.astype(np.float32)
-    s0 = np.maximum(clean[..., b0].mean(-1, keepdims=True), 1e-6)
-    att = clean[..., ~b0] / s0
-    mean = att.mean(-1, keepdims=True)
-    shrunk = clean.copy()
-    shrunk[..., ~b0] = s0 * (mean + 0.8 * (att - mean))
+    shrunk = shrink_contrast(clean, b0, 0.8)
     back = restore_contrast(shrunk, b0, m, 0.8)
     np.testing.assert_allclose(back[m], clean[m], rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(back[..., b0], shrunk[..., b0])  # b=0 volumes untouched

@@ -182,6 +182,18 @@ def cached_case(cfg: DwiBenchConfig, path) -> Case:
     save_case(path, case)
     return case
 
+def probe_case(case: str, phantom: str, crop: int, work=None) -> Case:
+    """A benchmark case for the probe scripts of ``benchmarks/``, cached in ``work`` (default
+    ``runs/bench_CASE``, with ``_PHANTOM`` appended for a phantom other than ``structure``)."""
+    from pathlib import Path
+
+    suffix = "" if phantom == "structure" else f"_{phantom}"
+    folder = Path(work or f"runs/bench_{case}{suffix}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return cached_case(DwiBenchConfig(case=case, crop=crop, phantom=phantom),
+                       folder / "case.npz")
+
+
 def run_method(case: Case, method: str, config, group_size: int,
                init_model=None) -> tuple[np.ndarray, str]:
     """One method's output series and the table it is in (``'reps'`` or ``'single'``)."""
