@@ -311,6 +311,9 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
 
     config = config or DenoiseConfig()
     config.validate()
+    if config.output_tuning != "none":
+        raise InputError("output_tuning applies to 3D repetitions (T1w-like), not to "
+                         "diffusion series")
     reps = validate_series(reps, mask)
     shells = volume_shells(bvals, bvecs, reps[0].shape[3])
     b0 = shells < 0

@@ -17,7 +17,7 @@ from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
-from .arrays.noise import estimate_sigma, noise_map, registered_noise_maps
+from .arrays.noise import difference_probe, estimate_sigma, noise_map, registered_noise_maps
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
@@ -29,6 +29,9 @@ ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-l
 # repetition: below it the magnitude (Rician) noise has a mean that fine-tuned networks learn
 # from their noisy targets and the pre-trained one removes, so dark voxels favour the former.
 SCORE_MIN_SNR = 3.0
+# SURE's finite-difference step, in units of the noise probe (whose SD is the average's noise
+# SD): small enough that the ReLU network is nearly linear over it, large enough for fp32
+SURE_EPS = 1e-2
 
 
 @dataclass
@@ -356,6 +359,11 @@ class _LearnedRun:
         self.policy = resolve_policy(config.device, config.precision, config.threads)
         base = initial_model(config, init_model)
         self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
+        if config.output_tuning == "sure" and (self.takes_noise or reps[0].ndim != 3
+                                               or not config.from_average):
+            raise InputError("output_tuning='sure' tunes the network for the output pass on "
+                             "the average: it needs 3D repetitions, a network without a "
+                             "noise-map channel and output_from=average (n2a-aligned)")
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
         self.base_state = copy.deepcopy(base.state_dict())
@@ -706,12 +714,47 @@ class _LearnedRun:
             return "denoised"
         t0 = time.perf_counter()
         self.model.load_state_dict(self.weights[selected])
-        mean_in = np.mean([self.frames.to_frame(r, k, 0) for k, r in enumerate(self.reps)],
-                          axis=0).astype(np.float32)
+        aligned = [self.frames.to_frame(r, k, 0) for k, r in enumerate(self.reps)]
+        mean_in = np.mean(aligned, axis=0).astype(np.float32)
+        norm = Norm.fit(mean_in, self.mask)
+        untuned = selected == 0 or self.steps == 0  # --method pretrained: no fine-tuning
+        if self.config.output_tuning == "sure":
+            self.history[-1].update(self._tune_on_average(mean_in, norm, aligned))
+            untuned = True  # its patches flip along every axis: all 8 flips apply
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
-        untuned = selected == 0 or self.steps == 0  # --method pretrained: no fine-tuning
-        self.current = self.finish(self.apply(mean_in, Norm.fit(mean_in, self.mask), valid,
-                                              self._pass_flips(untuned), None), mean_in, valid)
+        self.current = self.finish(self.apply(mean_in, norm, valid, self._pass_flips(untuned),
+                                              None), mean_in, valid)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
+
+    def _tune_on_average(self, mean_in: np.ndarray, norm: Norm,
+                         aligned: list[np.ndarray]) -> dict:
+        """Fine-tune the network on the registered average it is about to denoise, by
+        Monte-Carlo SURE (``output_tuning='sure'``); the record's entries.
+
+        The probe is the repetitions' signed difference (the average's noise covariance,
+        :func:`~noise2average.arrays.noise.difference_probe`), in the average's normalization.
+        SURE's divergence is a finite difference of ``SURE_EPS`` times the probe, which bf16
+        would round away, so the tuning runs in fp32 whatever the policy."""
+        import dataclasses
+
+        from .nn.engine import fit
+        from .nn.losses import sure_loss
+        from .nn.patches import SurePatchSampler
+
+        config = self.config
+        probe = difference_probe(aligned) / np.float32(norm.std)
+        sampler = SurePatchSampler(channels_first(norm.forward(mean_in)), channels_first(probe),
+                                   noise_map(aligned), self.mask, config.patch_size,
+                                   config.batch_size, eps=SURE_EPS)
+        steps = config.output_tuning_steps
+        bar = self.progress(steps, "tune on the average") if self.progress else None
+        state = fit(self.model, sampler, steps, config.output_tuning_lr,
+                    dataclasses.replace(self.policy, dtype=None), seed=config.seed,
+                    freeze_bn=True, loss_fn=functools.partial(sure_loss, eps=SURE_EPS),
+                    progress=(lambda n, loss: bar.update(n)) if bar else None)
+        if bar:
+            bar.close()
+        return {"output_tuning": "sure", "output_tuning_seconds": round(state.seconds, 2),
+                "output_tuning_loss": round(float(np.mean(state.losses[-100:])), 6)}

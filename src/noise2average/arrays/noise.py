@@ -112,6 +112,23 @@ def registered_noise_maps(reps: list[np.ndarray], frames) -> tuple[list[np.ndarr
     return per_rep, (spread / np.sqrt(n)).astype(np.float32)
 
 
+def difference_probe(aligned: list[np.ndarray]) -> np.ndarray:
+    """A draw of the noise of the average of N registered repetitions, anatomy removed.
+
+    The repetitions are summed with alternating signs (an odd one out gets weight 0) and
+    divided by N: the anatomy cancels, up to the residual misalignment, and the noise keeps
+    the covariance of the average's own noise (every repetition's g-factor map and
+    resampling), since independent noises add their covariances whatever their signs. With an
+    odd N the missing repetition's share is made up by scaling, assuming equal variances.
+    """
+    n = len(aligned)
+    if n < 2:
+        raise ValueError("a difference probe needs at least two repetitions")
+    m = n - n % 2
+    signed = sum((1.0 if k % 2 == 0 else -1.0) * aligned[k].astype(np.float64) for k in range(m))
+    return (signed / n * np.sqrt(n / m)).astype(np.float32)
+
+
 def estimate_sigma(reps: list[np.ndarray], mask: np.ndarray) -> float:
     """Global noise standard deviation of one repetition from the differences between them."""
     stack = np.stack([r[mask] for r in reps]).astype(np.float64)

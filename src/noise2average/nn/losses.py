@@ -28,3 +28,20 @@ def contrast_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torc
     contrast = dwi - dwi.mean(1, keepdim=True)
     total = (err ** 2 * weight).sum() + contrast_weight * (contrast ** 2 * weight).sum()
     return total / weight.sum().clamp_min(1.0)
+
+
+def sure_loss(pred: torch.Tensor, probe: torch.Tensor, weight: torch.Tensor,
+              eps: float) -> torch.Tensor:
+    """Monte-Carlo SURE of a residual denoiser, up to a constant, for a batch stacked as
+    (inputs, inputs + ``eps`` * ``probe``): ``pred`` holds the residuals of both halves,
+    ``probe`` (B, C, ...) a draw with the covariance of the inputs' noise.
+
+    For Gaussian noise n of covariance S and a denoiser x + r(x), the expected squared error
+    against the truth equals E |r(x)|^2 + 2 tr(S J_r) + tr(S), and tr(S J_r) is estimated by
+    probe . (r(x + eps probe) - r(x)) / eps. No clean target enters: the loss can be minimised
+    on the noisy image that is to be denoised.
+    """
+    b = probe.shape[0]
+    r, r_probed = pred[:b], pred[b:]
+    divergence = probe * (r_probed - r) / eps
+    return ((r ** 2 + 2 * divergence) * weight).sum() / weight.sum().clamp_min(1.0)

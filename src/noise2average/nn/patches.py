@@ -67,6 +67,50 @@ class PatchSampler:
                 np.ascontiguousarray(np.stack(ws)))
 
 
+class SurePatchSampler:
+    """Batches for :func:`~noise2average.nn.losses.sure_loss`: patches of one normalized
+    image, each stacked with itself plus ``eps`` times a noise probe.
+
+    The probe patch is cut from ``probe`` (a draw of the image's noise,
+    :func:`~noise2average.arrays.noise.difference_probe`) at another random place of the
+    mask, so that it is independent of the patch's own noise, rescaled by the ratio of the
+    local noise SD ``sd`` there and here, and given a random sign. Flips along ``flip_axes``.
+    Returns (inputs (2B, C, P, P, P), probes (B, C, P, P, P), weights (B, 1, P, P, P)).
+    """
+
+    def __init__(self, image: np.ndarray, probe: np.ndarray, sd: np.ndarray, mask: np.ndarray,
+                 patch: int = 32, batch: int = 1, eps: float = 1e-2,
+                 flip_axes: Sequence[int] = (0, 1, 2)) -> None:
+        self.patch, self.batch, self.eps, self.flip_axes = patch, batch, eps, tuple(flip_axes)
+        h = patch // 2
+        pad = ((0, 0), (h, patch - h), (h, patch - h), (h, patch - h))
+        self.image = np.pad(image, pad, mode="reflect")
+        self.probe = np.pad(probe, pad, mode="reflect")
+        self.sd = np.pad(np.maximum(sd, 1e-3 * float(sd.max()) + 1e-12), pad[1:],
+                         mode="reflect")[None]
+        self.weight = np.pad(mask, pad[1:]).astype(np.float32)[None]
+        self.centres = np.argwhere(mask)
+
+    def _window(self, rng: np.random.Generator) -> tuple[slice, ...]:
+        c = self.centres[int(rng.integers(len(self.centres)))]
+        return (slice(None),) + tuple(slice(int(i), int(i) + self.patch) for i in c)
+
+    def __call__(self, rng: np.random.Generator) -> Batch:
+        xs, ps, ws = [], [], []
+        for _ in range(self.batch):
+            here, there = self._window(rng), self._window(rng)
+            x, w = self.image[here], self.weight[here]
+            p = (self.probe[there] * self.sd[here] / self.sd[there]
+                 * (1.0 if rng.random() < 0.5 else -1.0))
+            for ax in self.flip_axes:
+                if rng.random() < 0.5:
+                    x, p, w = np.flip(x, ax + 1), np.flip(p, ax + 1), np.flip(w, ax + 1)
+            xs.append(x), ps.append(p), ws.append(w)
+        x, p = np.stack(xs), np.stack(ps)
+        return (np.ascontiguousarray(np.concatenate([x, x + self.eps * p]), dtype=np.float32),
+                np.ascontiguousarray(p, dtype=np.float32), np.ascontiguousarray(np.stack(ws)))
+
+
 def block_grid(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[slice, ...]]:
     """Cores tiling ``box``: per axis the fewest cores of at most ``block`` voxels that overlap
     by at least ``overlap``, all of one balanced length (less padding work than fixed cubes)."""

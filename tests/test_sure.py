@@ -1,0 +1,95 @@
+"""SURE fine-tuning on the registered average: the noise probe, the loss, the pipeline option."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from noise2average.arrays.noise import difference_probe
+from noise2average.config import DenoiseConfig
+from noise2average.diffusion import denoise_dwi
+from noise2average.errors import InputError
+from noise2average.nn.losses import sure_loss
+from noise2average.pipeline import denoise
+
+
+def _smooth_volume(shape, seed):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.standard_normal(shape), 2).astype(np.float32) * 5
+
+
+def _box_residual(x: torch.Tensor) -> torch.Tensor:
+    """The residual of a 3x3x3 box filter, a linear denoiser with a known divergence."""
+    kernel = torch.full((1, 1, 3, 3, 3), 1 / 27)
+    return torch.nn.functional.conv3d(x, kernel, padding=1) - x
+
+
+@pytest.mark.parametrize("probe_scale, close", [(1.0, True), (2.0, False)])
+def test_sure_loss_estimates_the_error_against_the_truth(probe_scale, close):
+    g = torch.Generator().manual_seed(0)
+    clean = torch.from_numpy(_smooth_volume((40, 40, 40), 1))[None, None]
+    sigma, eps = 0.3, 1e-2
+    noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+    probe = probe_scale * sigma * torch.randn(clean.shape, generator=g)
+    pred = _box_residual(torch.cat([noisy, noisy + eps * probe]))
+    weight = torch.ones_like(clean)
+    estimate = float(sure_loss(pred, probe, weight, eps))
+    # SURE estimates the squared error minus the noise variance, without the truth
+    truth = float(((noisy + _box_residual(noisy) - clean) ** 2).mean()) - sigma ** 2
+    assert (abs(estimate - truth) < 0.05 * sigma ** 2) == close
+
+
+def test_difference_probe_has_the_average_noise_and_no_anatomy():
+    rng = np.random.default_rng(0)
+    anatomy = _smooth_volume((48, 48, 48), 2)
+    sds = (0.1, 0.2)
+    reps = [anatomy + s * rng.standard_normal(anatomy.shape).astype(np.float32) for s in sds]
+    probe = difference_probe(reps)
+    average_noise = np.mean(reps, axis=0) - anatomy
+    assert probe.var() == pytest.approx(average_noise.var(), rel=0.03)
+    assert abs(np.corrcoef(probe.ravel(), anatomy.ravel())[0, 1]) < 0.02
+    three = [anatomy + 0.1 * rng.standard_normal(anatomy.shape).astype(np.float32)
+             for _ in range(3)]
+    assert difference_probe(three).var() == pytest.approx(0.01 / 3, rel=0.03)
+    with pytest.raises(ValueError):
+        difference_probe(reps[:1])
+
+
+def _cubes_case():
+    clean = np.zeros((32, 32, 32), np.float32)
+    clean[8:24, 8:24, 8:24] = 1.0
+    clean[12:20, 12:20, 12:20] = 0.5
+    clean = ndimage.gaussian_filter(clean, 1)
+    mask = np.zeros(clean.shape, bool)
+    mask[4:28, 4:28, 4:28] = True
+    rng = np.random.default_rng(0)
+    reps = [clean + 0.08 * rng.standard_normal(clean.shape).astype(np.float32)
+            for _ in range(2)]
+    return clean, mask, reps
+
+
+def test_output_tuning_sure_lowers_the_error_of_the_output():
+    clean, mask, reps = _cubes_case()
+    base = DenoiseConfig(steps=3, iterations=1, patch_size=16, align="none", threads=1,
+                         output_tuning_steps=40)
+    errors, history = {}, None
+    for tuning in ("none", "sure"):
+        result = denoise(reps, mask, base.replace(output_tuning=tuning))
+        errors[tuning] = float(np.sqrt(((result.output - clean)[mask] ** 2).mean()))
+        history = result.history[-1]
+    assert history["output_tuning"] == "sure" and np.isfinite(history["output_tuning_loss"])
+    assert errors["sure"] < 0.9 * errors["none"]
+
+
+def test_output_tuning_is_validated():
+    with pytest.raises(InputError, match="output_tuning"):
+        DenoiseConfig(output_tuning="always")
+    with pytest.raises(InputError, match="output_tuning_steps"):
+        DenoiseConfig(output_tuning_steps=0)
+    _, mask, reps = _cubes_case()
+    with pytest.raises(InputError, match="output_from=average"):
+        denoise(reps, mask, DenoiseConfig(output_tuning="sure", output_from="denoised"))
+    series = [np.ones((8, 8, 8, 3), np.float32)] * 2
+    with pytest.raises(InputError, match="diffusion"):
+        denoise_dwi(series, np.array([0, 1000, 1000]), np.eye(3), None,
+                    DenoiseConfig(output_tuning="sure"))
