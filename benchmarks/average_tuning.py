@@ -87,7 +87,7 @@ def _registered_case(args):
 def _training_pairs(args, grid, truth, mask, norm) -> list[tuple[np.ndarray, np.ndarray]]:
     """Padded (normalized input, normalized target) images of the objective; for ``sure``
     one pair (the average, the probe image) and the probe is cut by :func:`_sure_probe`."""
-    from noise2average.arrays.noise import noise_map
+    from noise2average.arrays.noise import difference_probe, noise_map
     from noise2average.arrays.normalize import Norm
 
     p, n = args.patch, len(grid)
@@ -106,8 +106,7 @@ def _training_pairs(args, grid, truth, mask, norm) -> list[tuple[np.ndarray, np.
         return pairs
     # sure: the signed difference of the repetitions (anatomy cancels, the average's noise
     # covariance stays) and the average's local noise SD, both in the average's normalization
-    signs = [1 if k % 2 == 0 else -1 for k in range(n - n % 2)] + [0] * (n % 2)
-    probe = sum(s * r for s, r in zip(signs, grid[0])) / n / norm.std
+    probe = difference_probe(grid[0]) / norm.std
     sd = noise_map(grid[0], None) / np.sqrt(n) / norm.std
     return [(_pad(norm.forward(average), p), _pad(probe.astype(np.float32), p)),
             (None, _pad(np.maximum(sd, 1e-3).astype(np.float32), p))]
@@ -117,6 +116,8 @@ def _train(args, model, pairs, weight, centres, rng, evaluate) -> None:
     """Fine-tune ``model`` with the objective for ``args.steps`` steps of one patch (with
     random flips), calling ``evaluate`` every ``args.eval_every`` steps."""
     import torch
+
+    from noise2average.nn.losses import masked_mse, sure_loss
 
     p = args.patch
     sure = args.objective == "sure"
@@ -141,11 +142,9 @@ def _train(args, model, pairs, weight, centres, rng, evaluate) -> None:
                 x, y, w = np.flip(x, ax), np.flip(y, ax), np.flip(w, ax)
         x, y, w = (torch.from_numpy(np.ascontiguousarray(v))[None, None] for v in (x, y, w))
         if sure:
-            r = model(torch.cat([x, x + args.eps * y]))
-            divergence = y * (r[1:] - r[:1]) / args.eps
-            loss = ((r[:1] ** 2 + 2 * divergence) * w).sum() / w.sum()
+            loss = sure_loss(model(torch.cat([x, x + args.eps * y])), y, w, args.eps)
         else:
-            loss = (((model(x) - (y - x)) ** 2) * w).sum() / w.sum()
+            loss = masked_mse(model(x), y - x, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
