@@ -57,6 +57,12 @@ def _arguments(argv) -> argparse.Namespace:
     ap.add_argument("--patch", type=int, default=32)
     ap.add_argument("--a", type=float, default=0.75, help="recorrupted: rep k's input weight")
     ap.add_argument("--eps", type=float, default=1e-2, help="sure: finite-difference step")
+    ap.add_argument("--min-snr", type=float, default=0.0,
+                    help="sure: score only voxels where the pre-trained estimate exceeds this "
+                         "many local noise SDs of one repetition (Rician bias is small there)")
+    ap.add_argument("--rician", action="store_true",
+                    help="sure: subtract the Rician bias of the pre-trained estimate from the "
+                         "average before it becomes SURE's data term")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="append the rows to this JSON-lines file")
     args = ap.parse_args(argv)
@@ -112,9 +118,27 @@ def _training_pairs(args, grid, truth, mask, norm) -> list[tuple[np.ndarray, np.
             (None, _pad(np.maximum(sd, 1e-3).astype(np.float32), p))]
 
 
-def _train(args, model, pairs, weight, centres, rng, evaluate) -> None:
+def _sure_weight_and_correction(args, estimate, grid, mask, norm):
+    """SURE's voxel weights and the data term's correction (normalized units) from the
+    pre-trained ``estimate``: with ``--min-snr`` only voxels brighter than that many local SDs
+    of one repetition; with ``--rician`` the Rician bias the estimate would have in the
+    average, which SURE (a Gaussian, zero-mean noise model) would otherwise keep."""
+    from noise2average.arrays.noise import noise_map, rician_bias
+
+    sd = noise_map(grid[0], None)
+    weight = mask.copy()
+    if args.min_snr > 0:
+        weight &= estimate > args.min_snr * sd
+    correction = np.zeros(mask.shape, np.float32)
+    if args.rician:
+        correction = rician_bias(estimate, sd) / np.float32(norm.std)
+    return weight, correction
+
+
+def _train(args, model, pairs, weight, centres, rng, evaluate, correction=None) -> None:
     """Fine-tune ``model`` with the objective for ``args.steps`` steps of one patch (with
-    random flips), calling ``evaluate`` every ``args.eval_every`` steps."""
+    random flips), calling ``evaluate`` every ``args.eval_every`` steps; ``correction``
+    (padded, normalized) is subtracted from SURE's data term."""
     import torch
 
     from noise2average.nn.losses import masked_mse, sure_loss
@@ -134,15 +158,18 @@ def _train(args, model, pairs, weight, centres, rng, evaluate) -> None:
         x_img, y_img = pairs[int(rng.integers(len(pairs)))]
         sl = window(centres[int(rng.integers(len(centres)))])
         x, y, w = x_img[sl], y_img[sl], weight[sl]
+        c = correction[sl] if correction is not None else np.zeros_like(x)
         if sure:  # the probe from elsewhere: independent of this patch's noise
             there = window(centres[int(rng.integers(len(centres)))])
             y = y_img[there] * sd[sl] / sd[there] * (1 if rng.random() < 0.5 else -1)
         for ax in range(3):
             if rng.random() < 0.5:
-                x, y, w = np.flip(x, ax), np.flip(y, ax), np.flip(w, ax)
-        x, y, w = (torch.from_numpy(np.ascontiguousarray(v))[None, None] for v in (x, y, w))
-        if sure:
-            loss = sure_loss(model(torch.cat([x, x + args.eps * y])), y, w, args.eps)
+                x, y, w, c = np.flip(x, ax), np.flip(y, ax), np.flip(w, ax), np.flip(c, ax)
+        x, y, w, c = (torch.from_numpy(np.ascontiguousarray(v))[None, None]
+                      for v in (x, y, w, c))
+        if sure:  # the residual against the corrected data; the divergence does not see c
+            pred = model(torch.cat([x, x + args.eps * y])) + torch.cat([c, c])
+            loss = sure_loss(pred, y, w, args.eps)
         else:
             loss = masked_mse(model(x), y - x, w)
         opt.zero_grad(set_to_none=True)
@@ -204,10 +231,16 @@ def main(argv=None) -> None:
         for beta in (-0.05, 0.0, 0.03, 0.06, 0.1, 0.15):
             evaluate(0, (1 - beta) * f + beta * average, beta=beta)
         return
-    evaluate(0)
-    weight = np.pad(mask, ((args.patch // 2, args.patch - args.patch // 2),) * 3)
+    case.update(min_snr=args.min_snr, rician=args.rician)
+    estimate = denoised()
+    evaluate(0, estimate)
+    weight, correction = mask, None
+    if args.objective == "sure" and (args.min_snr > 0 or args.rician):
+        weight, correction = _sure_weight_and_correction(args, estimate, grid, mask, norm)
+        correction = _pad(correction, args.patch)
+    pad = ((args.patch // 2, args.patch - args.patch // 2),) * 3
     _train(args, model, _training_pairs(args, grid, truth, mask, norm),
-           weight.astype(np.float32), np.argwhere(mask), rng, evaluate)
+           np.pad(weight, pad).astype(np.float32), np.argwhere(mask), rng, evaluate, correction)
 
 
 if __name__ == "__main__":

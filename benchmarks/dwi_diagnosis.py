@@ -32,16 +32,6 @@ from pathlib import Path
 import numpy as np
 
 
-def rician_mean(a: np.ndarray, sigma: float) -> np.ndarray:
-    """E|a + n| for complex Gaussian noise of SD ``sigma`` per channel (the Rician mean)."""
-    from scipy import special
-
-    x = -(np.asarray(a, np.float64) ** 2) / (2 * sigma**2)
-    # Laguerre L_{1/2}(x) with exponentially scaled Bessel functions (x <= 0: no overflow)
-    lag = (1 - x) * special.i0e(-x / 2) - x * special.i1e(-x / 2)
-    return sigma * np.sqrt(np.pi / 2) * lag
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=["apap", "subset"], default="apap")
@@ -79,6 +69,8 @@ def main(argv=None) -> int:
              "contrast_slope": float((c * truth).sum() / (truth * truth).sum()), **(extra or {})}
         rows.append(r)
         print(json.dumps(r), flush=True)
+
+    from noise2average.arrays.noise import rician_mean
 
     row("Rician mean of the clean series (bias only)", rician_mean(case.clean, sigma))
     row("average", average)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from noise2average.arrays.noise import difference_probe
+from noise2average.arrays.noise import difference_probe, rician, rician_bias, rician_mean
 from noise2average.config import DenoiseConfig
 from noise2average.diffusion import denoise_dwi
 from noise2average.errors import InputError
@@ -21,7 +21,8 @@ def _smooth_volume(shape, seed):
 def _box_residual(x: torch.Tensor) -> torch.Tensor:
     """The residual of a 3x3x3 box filter, a linear denoiser with a known divergence."""
     kernel = torch.full((1, 1, 3, 3, 3), 1 / 27)
-    return torch.nn.functional.conv3d(x, kernel, padding=1) - x
+    wrapped = torch.nn.functional.pad(x, (1,) * 6, mode="circular")  # no darkened border
+    return torch.nn.functional.conv3d(wrapped, kernel) - x
 
 
 @pytest.mark.parametrize("probe_scale, close", [(1.0, True), (2.0, False)])
@@ -37,6 +38,37 @@ def test_sure_loss_estimates_the_error_against_the_truth(probe_scale, close):
     # SURE estimates the squared error minus the noise variance, without the truth
     truth = float(((noisy + _box_residual(noisy) - clean) ** 2).mean()) - sigma ** 2
     assert (abs(estimate - truth) < 0.05 * sigma ** 2) == close
+
+
+def test_rician_mean_matches_simulated_magnitudes():
+    rng = np.random.default_rng(0)
+    sd = 0.1
+    for snr in (0.0, 0.5, 1.0, 3.0, 10.0, 100.0):
+        signal = np.full(200_000, snr * sd, np.float32)
+        simulated = float(rician(signal, sd, rng).mean())
+        assert float(rician_mean(signal[:1], sd)[0]) == pytest.approx(simulated, rel=4e-3)
+    assert float(rician_bias(np.zeros(1), sd)[0]) == pytest.approx(sd * np.sqrt(np.pi / 2))
+
+
+def test_sure_loss_with_the_rician_bias_estimates_the_error():
+    """On magnitude data the average carries the Rician bias; SURE scored against the data
+    minus that bias estimates the error against the truth, plain SURE does not."""
+    rng = np.random.default_rng(1)
+    clean = 0.35 + 0.15 * np.tanh(_smooth_volume((40, 40, 40), 3))
+    sd, eps = 0.15, 1e-2
+    reps = [rician(clean, sd, rng) for _ in range(2)]
+    noisy = torch.from_numpy(np.mean(reps, axis=0))[None, None]
+    probe = torch.from_numpy(difference_probe(reps))[None, None]
+    # the probe cut elsewhere, as the sampler does: independent of the average's own noise
+    probe = torch.roll(probe, 20, dims=2)
+    bias = torch.from_numpy(rician_bias(clean, sd))[None, None]
+    pred = _box_residual(torch.cat([noisy, noisy + eps * probe]))
+    weight = torch.ones_like(noisy)
+    noise = noisy - torch.from_numpy(clean)[None, None] - bias
+    truth = float(((noisy + pred[:1] - torch.from_numpy(clean)) ** 2).mean()) - float(noise.var())
+    corrected = float(sure_loss(pred, torch.cat([probe, bias]), weight, eps))
+    plain = float(sure_loss(pred, probe, weight, eps))
+    assert abs(corrected - truth) < 0.25 * abs(plain - truth)
 
 
 def test_difference_probe_has_the_average_noise_and_no_anatomy():
@@ -63,8 +95,7 @@ def _cubes_case():
     mask = np.zeros(clean.shape, bool)
     mask[4:28, 4:28, 4:28] = True
     rng = np.random.default_rng(0)
-    reps = [clean + 0.08 * rng.standard_normal(clean.shape).astype(np.float32)
-            for _ in range(2)]
+    reps = [rician(clean, 0.08, rng) for _ in range(2)]
     return clean, mask, reps
 
 
@@ -73,14 +104,19 @@ def test_output_tuning_sure_lowers_the_error_of_the_output():
     # fp32: the bf16 autocast of the Noise2Average steps before it hit a NaN at step 1 once
     # in a full-suite run (as in test_dwi_volumes); SURE's own steps always run in fp32
     base = DenoiseConfig(steps=3, iterations=1, patch_size=16, align="none", threads=1,
-                         precision="fp32", output_tuning_steps=40)
+                         precision="fp32", output_tuning_steps=120)
+    bright = mask & (clean > 0.3)
     errors, history = {}, None
     for tuning in ("none", "sure"):
         result = denoise(reps, mask, base.replace(output_tuning=tuning))
-        errors[tuning] = float(np.sqrt(((result.output - clean)[mask] ** 2).mean()))
+        errors[tuning] = [float(np.sqrt(((result.output - clean)[m] ** 2).mean()))
+                          for m in (mask, bright)]
         history = result.history[-1]
     assert history["output_tuning"] == "sure" and np.isfinite(history["output_tuning_loss"])
-    assert errors["sure"] < 0.9 * errors["none"]
+    # the zero-signal rim of this phantom keeps a Rician floor that no denoiser can place;
+    # the gain is in the cubes
+    assert errors["sure"][0] < errors["none"][0]
+    assert errors["sure"][1] < 0.95 * errors["none"][1]
 
 
 def test_output_tuning_is_validated():

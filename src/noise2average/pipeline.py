@@ -17,7 +17,8 @@ from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
-from .arrays.noise import difference_probe, estimate_sigma, noise_map, registered_noise_maps
+from .arrays.noise import (difference_probe, estimate_sigma, noise_map, registered_noise_maps,
+                           rician_bias)
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
@@ -29,9 +30,8 @@ ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-l
 # repetition: below it the magnitude (Rician) noise has a mean that fine-tuned networks learn
 # from their noisy targets and the pre-trained one removes, so dark voxels favour the former.
 SCORE_MIN_SNR = 3.0
-# SURE's finite-difference step, in units of the noise probe (whose SD is the average's noise
-# SD): small enough that the ReLU network is nearly linear over it, large enough for fp32
-SURE_EPS = 1e-2
+# steps between two SURE scores of the output tuning on the held-out slab
+OUTPUT_TUNING_CHECK_EVERY = 200
 
 
 @dataclass
@@ -730,31 +730,31 @@ class _LearnedRun:
 
     def _tune_on_average(self, mean_in: np.ndarray, norm: Norm,
                          aligned: list[np.ndarray]) -> dict:
-        """Fine-tune the network on the registered average it is about to denoise, by
-        Monte-Carlo SURE (``output_tuning='sure'``); the record's entries.
+        """Tune the network on the registered average it is about to denoise, by Monte-Carlo
+        SURE (``output_tuning='sure'``, :mod:`noise2average.output_tuning`); the record's
+        entries. The Rician bias is that of the untuned network's estimate (one pass without
+        flips) at the local noise SD of one repetition; the held-out slab, when there is
+        one, picks the kept step."""
+        from .output_tuning import SureInputs, TuningSettings, tune_by_sure
 
-        The probe is the repetitions' signed difference (the average's noise covariance,
-        :func:`~noise2average.arrays.noise.difference_probe`), in the average's normalization.
-        SURE's divergence is a finite difference of ``SURE_EPS`` times the probe, which bf16
-        would round away, so the tuning runs in fp32 whatever the policy."""
-        import dataclasses
-
-        from .nn.engine import fit
-        from .nn.losses import sure_loss
-        from .nn.patches import SurePatchSampler
-
-        config = self.config
-        probe = difference_probe(aligned) / np.float32(norm.std)
-        sampler = SurePatchSampler(channels_first(norm.forward(mean_in)), channels_first(probe),
-                                   noise_map(aligned), self.mask, config.patch_size,
-                                   config.batch_size, eps=SURE_EPS)
+        config, scale = self.config, np.float32(norm.std)
+        sd = noise_map(aligned)
+        estimate = self.apply(mean_in, norm, self.mask, None, None)
+        bias = np.where(self.mask, rician_bias(estimate, sd), 0) / scale
+        data = SureInputs(channels_first(norm.forward(mean_in)),
+                          channels_first(difference_probe(aligned) / scale),
+                          channels_first(bias.astype(np.float32)), sd)
+        settings = TuningSettings(config.output_tuning_steps, config.output_tuning_lr,
+                                  config.patch_size, config.batch_size, config.seed,
+                                  OUTPUT_TUNING_CHECK_EVERY, self.radius, config.block_size)
+        ho = self.heldout
+        heldout = None
+        if ho.holdout is not None:
+            heldout = (ho.region, ho.holdout, holdout_slab(self.mask, config.holdout))
         steps = config.output_tuning_steps
         bar = self.progress(steps, "tune on the average") if self.progress else None
-        state = fit(self.model, sampler, steps, config.output_tuning_lr,
-                    dataclasses.replace(self.policy, dtype=None), seed=config.seed,
-                    freeze_bn=True, loss_fn=functools.partial(sure_loss, eps=SURE_EPS),
-                    progress=(lambda n, loss: bar.update(n)) if bar else None)
+        record = tune_by_sure(self.model, data, ho.train_mask, heldout, self.policy, settings,
+                              progress=(lambda n, loss: bar.update(n)) if bar else None)
         if bar:
             bar.close()
-        return {"output_tuning": "sure", "output_tuning_seconds": round(state.seconds, 2),
-                "output_tuning_loss": round(float(np.mean(state.losses[-100:])), 6)}
+        return record

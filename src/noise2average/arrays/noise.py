@@ -129,6 +129,26 @@ def difference_probe(aligned: list[np.ndarray]) -> np.ndarray:
     return (signed / n * np.sqrt(n / m)).astype(np.float32)
 
 
+def rician_mean(signal: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
+    """The mean of a Rician magnitude with true ``signal`` (>= 0) and Gaussian SD ``sd``:
+    sd sqrt(pi/2) L_1/2(-signal^2 / (2 sd^2)). The Laguerre function is written with
+    exponentially scaled Bessel functions, which keeps it finite at any SNR."""
+    from scipy import special
+
+    sd = np.maximum(np.asarray(sd, np.float64), 1e-12)
+    t = np.asarray(signal, np.float64) ** 2 / (4 * sd ** 2)
+    laguerre = (1 + 2 * t) * special.i0e(t) + 2 * t * special.i1e(t)
+    return (sd * np.sqrt(np.pi / 2) * laguerre).astype(np.float32)
+
+
+def rician_bias(estimate: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
+    """How far a Rician magnitude of noise SD ``sd`` sits above the signal ``estimate`` on
+    average (about sd^2 / (2 signal) in bright tissue, sd sqrt(pi/2) where there is no
+    signal). Averaging repetitions lowers the noise's SD, not this bias."""
+    clean = np.clip(np.asarray(estimate, np.float32), 0, None)
+    return rician_mean(clean, sd) - clean
+
+
 def estimate_sigma(reps: list[np.ndarray], mask: np.ndarray) -> float:
     """Global noise standard deviation of one repetition from the differences between them."""
     stack = np.stack([r[mask] for r in reps]).astype(np.float64)

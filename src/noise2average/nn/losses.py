@@ -30,18 +30,23 @@ def contrast_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torc
     return total / weight.sum().clamp_min(1.0)
 
 
-def sure_loss(pred: torch.Tensor, probe: torch.Tensor, weight: torch.Tensor,
+def sure_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
               eps: float) -> torch.Tensor:
     """Monte-Carlo SURE of a residual denoiser, up to a constant, for a batch stacked as
-    (inputs, inputs + ``eps`` * ``probe``): ``pred`` holds the residuals of both halves,
-    ``probe`` (B, C, ...) a draw with the covariance of the inputs' noise.
+    (inputs, inputs + ``eps`` * probe): ``pred`` (2B, C, ...) holds the residuals of both
+    halves; ``target`` is the probe (B, C, ...), a draw with the covariance of the inputs'
+    noise, or the probe stacked over the noise's mean (2B, C, ...).
 
     For Gaussian noise n of covariance S and a denoiser x + r(x), the expected squared error
     against the truth equals E |r(x)|^2 + 2 tr(S J_r) + tr(S), and tr(S J_r) is estimated by
     probe . (r(x + eps probe) - r(x)) / eps. No clean target enters: the loss can be minimised
-    on the noisy image that is to be denoised.
+    on the noisy image that is to be denoised. Noise with a mean m (the Rician bias of
+    magnitude images) is handled by scoring r(x) + m, the residual against x - m; without
+    that the denoiser learns to keep the bias.
     """
-    b = probe.shape[0]
+    b = pred.shape[0] // 2
+    probe = target[:b]
+    bias = target[b:] if target.shape[0] > b else torch.zeros_like(probe)
     r, r_probed = pred[:b], pred[b:]
     divergence = probe * (r_probed - r) / eps
-    return ((r ** 2 + 2 * divergence) * weight).sum() / weight.sum().clamp_min(1.0)
+    return (((r + bias) ** 2 + 2 * divergence) * weight).sum() / weight.sum().clamp_min(1.0)

@@ -74,18 +74,21 @@ class SurePatchSampler:
     The probe patch is cut from ``probe`` (a draw of the image's noise,
     :func:`~noise2average.arrays.noise.difference_probe`) at another random place of the
     mask, so that it is independent of the patch's own noise, rescaled by the ratio of the
-    local noise SD ``sd`` there and here, and given a random sign. Flips along ``flip_axes``.
-    Returns (inputs (2B, C, P, P, P), probes (B, C, P, P, P), weights (B, 1, P, P, P)).
+    local noise SD ``sd`` there and here, and given a random sign. ``bias``, when given, is
+    the noise's mean in the image (same shape), cut at the patch's own place. Flips along
+    ``flip_axes``. Returns (inputs (2B, C, P, P, P), probes (B, C, P, P, P) or probes stacked
+    over the bias patches (2B, C, P, P, P), weights (B, 1, P, P, P)).
     """
 
     def __init__(self, image: np.ndarray, probe: np.ndarray, sd: np.ndarray, mask: np.ndarray,
                  patch: int = 32, batch: int = 1, eps: float = 1e-2,
-                 flip_axes: Sequence[int] = (0, 1, 2)) -> None:
+                 flip_axes: Sequence[int] = (0, 1, 2), bias: np.ndarray | None = None) -> None:
         self.patch, self.batch, self.eps, self.flip_axes = patch, batch, eps, tuple(flip_axes)
         h = patch // 2
         pad = ((0, 0), (h, patch - h), (h, patch - h), (h, patch - h))
         self.image = np.pad(image, pad, mode="reflect")
         self.probe = np.pad(probe, pad, mode="reflect")
+        self.bias = None if bias is None else np.pad(bias, pad, mode="reflect")
         self.sd = np.pad(np.maximum(sd, 1e-3 * float(sd.max()) + 1e-12), pad[1:],
                          mode="reflect")[None]
         self.weight = np.pad(mask, pad[1:]).astype(np.float32)[None]
@@ -96,19 +99,22 @@ class SurePatchSampler:
         return (slice(None),) + tuple(slice(int(i), int(i) + self.patch) for i in c)
 
     def __call__(self, rng: np.random.Generator) -> Batch:
-        xs, ps, ws = [], [], []
+        xs, ps, ws, bs = [], [], [], []
         for _ in range(self.batch):
             here, there = self._window(rng), self._window(rng)
             x, w = self.image[here], self.weight[here]
+            b = self.bias[here] if self.bias is not None else x
             p = (self.probe[there] * self.sd[here] / self.sd[there]
                  * (1.0 if rng.random() < 0.5 else -1.0))
             for ax in self.flip_axes:
                 if rng.random() < 0.5:
-                    x, p, w = np.flip(x, ax + 1), np.flip(p, ax + 1), np.flip(w, ax + 1)
-            xs.append(x), ps.append(p), ws.append(w)
+                    x, p, w, b = (np.flip(a, ax + 1) for a in (x, p, w, b))
+            xs.append(x), ps.append(p), ws.append(w), bs.append(b)
         x, p = np.stack(xs), np.stack(ps)
+        target = p if self.bias is None else np.concatenate([p, np.stack(bs)])
         return (np.ascontiguousarray(np.concatenate([x, x + self.eps * p]), dtype=np.float32),
-                np.ascontiguousarray(p, dtype=np.float32), np.ascontiguousarray(np.stack(ws)))
+                np.ascontiguousarray(target, dtype=np.float32),
+                np.ascontiguousarray(np.stack(ws)))
 
 
 def block_grid(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[slice, ...]]:

@@ -1,0 +1,137 @@
+"""Tuning a network on the registered average it is about to denoise, by Monte-Carlo SURE.
+
+The average of N registered repetitions holds noise at its own level (lower than any
+repetition's, partly resampled), which neither pre-training nor Noise2Average's targets
+match exactly. SURE (Stein's unbiased risk estimate) scores a denoiser against the truth
+from the noisy image alone, given a draw of the noise: here the repetitions' signed
+difference (:func:`~noise2average.arrays.noise.difference_probe`), which has the average's
+noise covariance. Magnitude images add a mean to that noise, the Rician bias, which
+averaging does not lower: SURE's data term is taken without it
+(:func:`~noise2average.arrays.noise.rician_bias`), or the tuning teaches the network to keep
+it (docs/benchmarks.md, "Fine-tuning at the average's noise level").
+
+Training leaves out the held-out slab of the pipeline's stopping rule; the same SURE,
+computed on the slab with a probe cut elsewhere, scores the network before tuning and every
+``check_every`` steps, and the best scored weights are kept (the untuned ones included).
+Everything here works on normalized arrays; the pipeline does the I/O and the registration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .nn.device import Policy
+from .nn.engine import denoise_volume, fit
+from .nn.losses import sure_loss
+from .nn.patches import SurePatchSampler
+
+#: SURE's finite-difference step, in units of the noise probe (whose SD is the average's noise
+#: SD): small enough for the network to be linear over it, large enough for fp32
+SURE_EPS = 1e-2
+
+
+@dataclass
+class SureInputs:
+    """The normalized (1, X, Y, Z) average, its noise probe and its noise's Rician bias, and
+    the local noise SD (X, Y, Z; only its ratios between places are used)."""
+
+    image: np.ndarray
+    probe: np.ndarray
+    bias: np.ndarray
+    sd: np.ndarray
+
+
+@dataclass
+class TuningSettings:
+    steps: int
+    lr: float
+    patch: int
+    batch: int
+    seed: int
+    #: steps between two scores on the held-out slab
+    check_every: int
+    radius: int
+    block: int
+
+
+def probe_from_elsewhere(probe: np.ndarray, sd: np.ndarray, slab: tuple[slice, ...]
+                         ) -> np.ndarray:
+    """``probe`` (C, X, Y, Z) moved along the slab's axis by twice the slab's thickness plus 8
+    voxels (wrapping round the volume), rescaled to the local SD where it lands: a draw of
+    the noise in the slab that is independent of the slab's own noise."""
+    axis = next(a for a, s in enumerate(slab) if s != slice(None))
+    shift = 2 * (slab[axis].stop - slab[axis].start) + 8
+    sd = np.maximum(sd, 1e-3 * float(sd.max()) + 1e-12)
+    moved = np.roll(probe, shift, axis=axis + 1)
+    return (moved * (sd / np.roll(sd, shift, axis=axis))[None]).astype(np.float32)
+
+
+def sure_score(model: torch.nn.Module, data: SureInputs, probe: np.ndarray,
+               region: np.ndarray, scored: np.ndarray, policy: Policy,
+               settings: TuningSettings) -> float:
+    """SURE of ``model``'s residual on the ``scored`` voxels (inside ``region``, where the
+    network runs), up to the noise variance, which every network shares: the mean of
+    (r + bias)^2 + 2 probe . (r(x + eps probe) - r(x)) / eps."""
+    def residual(x: np.ndarray) -> np.ndarray:
+        return denoise_volume(model, x, region, policy, settings.radius, settings.block,
+                              None) - x
+
+    r = residual(data.image)
+    r_probed = residual(data.image + SURE_EPS * probe)
+    divergence = probe * (r_probed - r) / SURE_EPS
+    terms = ((r + data.bias) ** 2 + 2 * divergence)[:, scored]
+    return float(terms.astype(np.float64).sum(0).mean())
+
+
+def _train_mode(model: torch.nn.Module) -> None:
+    """Back to training after a scoring pass, batch norm kept in eval mode (as in ``fit``)."""
+    model.train()
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.eval()
+
+
+def tune_by_sure(model: torch.nn.Module, data: SureInputs, train_mask: np.ndarray,
+                 heldout: tuple[np.ndarray, np.ndarray, tuple[slice, ...]] | None,
+                 policy: Policy, settings: TuningSettings,
+                 progress: Callable[[int, float], None] | None = None) -> dict:
+    """Tune ``model`` in place by SURE on patches of ``train_mask``; with ``heldout``
+    (region, scored voxels, slab) keep the weights that score best there. Runs in fp32: the
+    finite difference of ``SURE_EPS`` probes is below bf16's resolution. Returns the record."""
+    fp32 = dataclasses.replace(policy, dtype=None)
+    sampler = SurePatchSampler(data.image, data.probe, data.sd, train_mask, settings.patch,
+                               settings.batch, eps=SURE_EPS, bias=data.bias)
+    scores: dict[str, float] = {}
+    best: dict = {}
+
+    def check(step: int) -> None:
+        score = sure_score(model, data, slab_probe, region, scored, fp32, settings)
+        scores[str(step)] = round(score, 6)
+        if not best or score < best["score"]:
+            best.update(score=score, step=step,
+                        weights={k: v.detach().clone() for k, v in model.state_dict().items()})
+        _train_mode(model)
+
+    def on_step(state) -> None:
+        if state.step % settings.check_every == 0 or state.step == settings.steps:
+            check(state.step)
+
+    if heldout is not None:
+        region, scored, slab = heldout
+        slab_probe = probe_from_elsewhere(data.probe, data.sd, slab)
+        check(0)
+    state = fit(model, sampler, settings.steps, settings.lr, fp32, seed=settings.seed,
+                freeze_bn=True, loss_fn=functools.partial(sure_loss, eps=SURE_EPS),
+                on_step=on_step if heldout is not None else None, progress=progress)
+    record = {"output_tuning": "sure", "output_tuning_seconds": round(state.seconds, 2),
+              "output_tuning_loss": round(float(np.mean(state.losses[-100:])), 6)}
+    if best:
+        model.load_state_dict(best["weights"])
+        record.update(output_tuning_scores=scores, output_tuning_kept_step=best["step"])
+    return record
