@@ -123,7 +123,9 @@ def test_output_tuning_is_validated():
     with pytest.raises(InputError, match="output_tuning"):
         DenoiseConfig(output_tuning="always")
     with pytest.raises(InputError, match="output_tuning_steps"):
-        DenoiseConfig(output_tuning_steps=0)
+        DenoiseConfig(output_tuning_steps=-1)
+    assert DenoiseConfig(steps=7).tuning_steps == 42
+    assert DenoiseConfig(steps=7, output_tuning_steps=5).tuning_steps == 5
     _, mask, reps = _cubes_case()
     with pytest.raises(InputError, match="output_from=average"):
         denoise(reps, mask, DenoiseConfig(output_tuning="sure", output_from="denoised"))
@@ -131,3 +133,17 @@ def test_output_tuning_is_validated():
     with pytest.raises(InputError, match="diffusion"):
         denoise_dwi(series, np.array([0, 1000, 1000]), np.eye(3), None,
                     DenoiseConfig(output_tuning="sure"))
+
+
+def test_auto_tunes_the_default_method_only():
+    """``output_tuning='auto'`` tunes Noise2Average's output pass (six SURE steps per
+    fine-tuning step) and leaves the comparison methods as they are named."""
+    _, mask, reps = _cubes_case()
+    base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
+                         precision="fp32", output_tuning="auto")
+    tuned = denoise(reps, mask, base).history[-1]
+    assert tuned["output_tuning"] == "sure" and tuned["output_tuning_kept_step"] in (0, 12)
+    assert set(tuned["output_tuning_scores"]) == {"0", "12"}
+    for method in ("n2n", "pretrained"):
+        config = base.replace(method=method, output_from="average")
+        assert "output_tuning" not in denoise(reps, mask, config).history[-1]

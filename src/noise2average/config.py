@@ -17,6 +17,9 @@ CLASSICAL_METHODS = names(learned=False, volumes=True)  # on the (registered) av
 DWI_METHODS = names(volumes=False, series=True)  # 4D diffusion series only
 VOLUME_ONLY_METHODS = names(volumes=True, series=False)
 METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
+# output_tuning_steps=0: the SURE tuning gets this many steps per fine-tuning step, so that a
+# short run (--steps) stays short
+TUNING_STEPS_PER_STEP = 6
 # What `n2a benchmark` runs when --methods is not given.
 BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
                      "supervised")
@@ -182,7 +185,7 @@ class DenoiseConfig:
     output_from: str = "auto"
     holdout: float = 0.08
     output_tuning: str = "none"
-    output_tuning_steps: int = 1200
+    output_tuning_steps: int = 0
     output_tuning_lr: float = 1e-4
     device: str = "auto"
     precision: str = "auto"
@@ -195,10 +198,12 @@ class DenoiseConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        for name in ("iterations", "batch_size", "patch_size", "block_size",
-                     "output_tuning_steps"):
+        for name in ("iterations", "batch_size", "patch_size", "block_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.output_tuning_steps < 0:
+            raise InputError(f"output_tuning_steps must be >= 0 (0: {TUNING_STEPS_PER_STEP} "
+                             f"x steps), got {self.output_tuning_steps}")
         if self.steps < 0:
             raise InputError(f"steps must be >= 0, got {self.steps}")
         if self.steps == 0 and self.method in ("n2a-aligned", "n2a", "n2n", "supervised"):
@@ -220,7 +225,7 @@ class DenoiseConfig:
                               ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
                               ("dwi_mode", ("volumes", "groups")),
-                              ("output_tuning", ("none", "sure")),
+                              ("output_tuning", ("auto", "none", "sure")),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):
             if getattr(self, name) not in allowed:
@@ -257,6 +262,12 @@ class DenoiseConfig:
         if self.output_from == "auto":
             return self.method == "n2a-aligned"
         return self.output_from == "average"
+
+    @property
+    def tuning_steps(self) -> int:
+        """The SURE tuning's steps: ``output_tuning_steps``, or 0 for
+        ``TUNING_STEPS_PER_STEP`` x ``steps``."""
+        return self.output_tuning_steps or TUNING_STEPS_PER_STEP * max(self.steps, 1)
 
     @property
     def flip_repetitions(self) -> bool:

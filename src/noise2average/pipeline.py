@@ -359,11 +359,14 @@ class _LearnedRun:
         self.policy = resolve_policy(config.device, config.precision, config.threads)
         base = initial_model(config, init_model)
         self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
-        if config.output_tuning == "sure" and (self.takes_noise or reps[0].ndim != 3
-                                               or not config.from_average):
+        tunable = not self.takes_noise and reps[0].ndim == 3 and config.from_average
+        if config.output_tuning == "sure" and not tunable:
             raise InputError("output_tuning='sure' tunes the network for the output pass on "
                              "the average: it needs 3D repetitions, a network without a "
                              "noise-map channel and output_from=average (n2a-aligned)")
+        # 'auto': the product's method tunes; the comparison methods stay what they are named
+        self.tunes_output = config.output_tuning == "sure" or (
+            config.output_tuning == "auto" and tunable and config.method == "n2a-aligned")
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
         self.base_state = copy.deepcopy(base.state_dict())
@@ -718,7 +721,7 @@ class _LearnedRun:
         mean_in = np.mean(aligned, axis=0).astype(np.float32)
         norm = Norm.fit(mean_in, self.mask)
         untuned = selected == 0 or self.steps == 0  # --method pretrained: no fine-tuning
-        if self.config.output_tuning == "sure":
+        if self.tunes_output:
             self.history[-1].update(self._tune_on_average(mean_in, norm, aligned))
             untuned = True  # its patches flip along every axis: all 8 flips apply
         # with ``blend`` the network also runs on the rim it fades over
@@ -744,14 +747,14 @@ class _LearnedRun:
         data = SureInputs(channels_first(norm.forward(mean_in)),
                           channels_first(difference_probe(aligned) / scale),
                           channels_first(bias.astype(np.float32)), sd)
-        settings = TuningSettings(config.output_tuning_steps, config.output_tuning_lr,
+        settings = TuningSettings(config.tuning_steps, config.output_tuning_lr,
                                   config.patch_size, config.batch_size, config.seed,
                                   OUTPUT_TUNING_CHECK_EVERY, self.radius, config.block_size)
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:
             heldout = (ho.region, ho.holdout, holdout_slab(self.mask, config.holdout))
-        steps = config.output_tuning_steps
+        steps = config.tuning_steps
         bar = self.progress(steps, "tune on the average") if self.progress else None
         record = tune_by_sure(self.model, data, ho.train_mask, heldout, self.policy, settings,
                               progress=(lambda n, loss: bar.update(n)) if bar else None)

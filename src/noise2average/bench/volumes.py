@@ -106,6 +106,9 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
                         pretrained_heldout_cross_mse=first["pretrained_heldout_cross_mse"])
         if r.history and "output_heldout_cross_mse" in r.history[-1]:  # N >= 3, from average
             base["output_heldout_cross_mse"] = r.history[-1]["output_heldout_cross_mse"]
+        last = r.history[-1] if r.history else {}
+        base.update({k: last[k] for k in ("output_tuning_seconds", "output_tuning_kept_step",
+                                          "output_tuning_scores") if k in last})
         rows.append({"method": r.method, "output": "average", **score(r.output, reference, mask),
                      **base})
         if r.rep1 is not None:
