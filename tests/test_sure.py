@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from noise2average.arrays.noise import difference_probe, rician, rician_bias, rician_mean
+from noise2average.arrays.noise import (difference_probe, local_sd, remove_anatomy, rician,
+                                        rician_bias, rician_mean)
 from noise2average.config import DenoiseConfig
 from noise2average.diffusion import denoise_dwi
 from noise2average.errors import InputError
@@ -87,6 +88,27 @@ def test_difference_probe_has_the_average_noise_and_no_anatomy():
         difference_probe(reps[:1])
 
 
+def test_remove_anatomy_takes_an_echo_contrast_out_of_the_probe():
+    """Two echoes differ in contrast tissue by tissue; the probe without that difference has
+    the average's noise again, and repetitions of one contrast keep theirs."""
+    rng = np.random.default_rng(3)
+    anatomy = 1.0 + np.tanh(_smooth_volume((48, 48, 48), 4))
+    decay = np.where(anatomy > 1.0, 0.90, 0.93).astype(np.float32)  # two "tissues"
+    noise = [0.05 * rng.standard_normal(anatomy.shape).astype(np.float32) for _ in range(2)]
+    average_noise_var = float(np.var((noise[0] + noise[1]) / 2))
+    for scale in (decay, np.float32(1.0)):
+        reps = [anatomy + noise[0], anatomy * scale + noise[1]]
+        raw = difference_probe(reps)
+        clean = remove_anatomy(raw, np.mean(reps, axis=0))
+        assert clean.var() == pytest.approx(average_noise_var, rel=0.04)
+        assert abs(np.corrcoef(clean.ravel(), anatomy.ravel())[0, 1]) < 0.02
+        assert float(np.median(local_sd(clean))) == pytest.approx(np.sqrt(average_noise_var),
+                                                                  rel=0.05)
+    assert raw.var() == pytest.approx(average_noise_var, rel=0.01)  # one contrast: untouched
+    echo = difference_probe([anatomy + noise[0], anatomy * decay + noise[1]])
+    assert echo.var() > 1.2 * average_noise_var  # the raw echo difference holds contrast
+
+
 def _cubes_case():
     clean = np.zeros((32, 32, 32), np.float32)
     clean[8:24, 8:24, 8:24] = 1.0
@@ -104,7 +126,7 @@ def test_output_tuning_sure_lowers_the_error_of_the_output():
     # fp32: the bf16 autocast of the Noise2Average steps before it hit a NaN at step 1 once
     # in a full-suite run (as in test_dwi_volumes); SURE's own steps always run in fp32
     base = DenoiseConfig(steps=3, iterations=1, patch_size=16, align="none", threads=1,
-                         precision="fp32", output_tuning_steps=120)
+                         precision="fp32", output_tuning_steps=400)
     bright = mask & (clean > 0.3)
     errors, history = {}, None
     for tuning in ("none", "sure"):
@@ -116,7 +138,7 @@ def test_output_tuning_sure_lowers_the_error_of_the_output():
     # the zero-signal rim of this phantom keeps a Rician floor that no denoiser can place;
     # the gain is in the cubes
     assert errors["sure"][0] < errors["none"][0]
-    assert errors["sure"][1] < 0.95 * errors["none"][1]
+    assert errors["sure"][1] < 0.9 * errors["none"][1]
 
 
 def test_output_tuning_is_validated():
@@ -124,8 +146,9 @@ def test_output_tuning_is_validated():
         DenoiseConfig(output_tuning="always")
     with pytest.raises(InputError, match="output_tuning_steps"):
         DenoiseConfig(output_tuning_steps=-1)
-    assert DenoiseConfig(steps=7).tuning_steps == 42
-    assert DenoiseConfig(steps=7, output_tuning_steps=5).tuning_steps == 5
+    assert DenoiseConfig(steps=7).tuning_steps("cpu") == 14
+    assert DenoiseConfig(steps=7).tuning_steps("cuda") == 42
+    assert DenoiseConfig(steps=7, output_tuning_steps=5).tuning_steps("cuda") == 5
     _, mask, reps = _cubes_case()
     with pytest.raises(InputError, match="output_from=average"):
         denoise(reps, mask, DenoiseConfig(output_tuning="sure", output_from="denoised"))
@@ -136,14 +159,14 @@ def test_output_tuning_is_validated():
 
 
 def test_auto_tunes_the_default_method_only():
-    """``output_tuning='auto'`` tunes Noise2Average's output pass (six SURE steps per
-    fine-tuning step) and leaves the comparison methods as they are named."""
+    """``output_tuning='auto'`` tunes Noise2Average's output pass (two SURE steps per
+    fine-tuning step on a CPU) and leaves the comparison methods as they are named."""
     _, mask, reps = _cubes_case()
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning="auto")
     tuned = denoise(reps, mask, base).history[-1]
-    assert tuned["output_tuning"] == "sure" and tuned["output_tuning_kept_step"] in (0, 12)
-    assert set(tuned["output_tuning_scores"]) == {"0", "12"}
+    assert tuned["output_tuning"] == "sure" and tuned["output_tuning_kept_step"] in (0, 4)
+    assert set(tuned["output_tuning_scores"]) == {"0", "4"}
     for method in ("n2n", "pretrained"):
         config = base.replace(method=method, output_from="average")
         assert "output_tuning" not in denoise(reps, mask, config).history[-1]

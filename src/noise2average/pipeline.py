@@ -17,8 +17,8 @@ from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
-from .arrays.noise import (difference_probe, estimate_sigma, noise_map, registered_noise_maps,
-                           rician_bias)
+from .arrays.noise import (difference_probe, estimate_sigma, local_sd, noise_map,
+                           registered_noise_maps, remove_anatomy, rician_bias)
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
@@ -735,26 +735,28 @@ class _LearnedRun:
                          aligned: list[np.ndarray]) -> dict:
         """Tune the network on the registered average it is about to denoise, by Monte-Carlo
         SURE (``output_tuning='sure'``, :mod:`noise2average.output_tuning`); the record's
-        entries. The Rician bias is that of the untuned network's estimate (one pass without
-        flips) at the local noise SD of one repetition; the held-out slab, when there is
-        one, picks the kept step."""
+        entries. The probe keeps no contrast difference between the repetitions (echoes,
+        :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local noise SD; the
+        Rician bias is that of the untuned network's estimate (one pass without flips) at one
+        repetition's SD; the held-out slab, when there is one, picks the kept step."""
         from .output_tuning import SureInputs, TuningSettings, tune_by_sure
 
         config, scale = self.config, np.float32(norm.std)
-        sd = noise_map(aligned)
+        probe = remove_anatomy(difference_probe(aligned), mean_in)
+        sd = local_sd(probe)  # the average's; one repetition's is sqrt(N) times it
         estimate = self.apply(mean_in, norm, self.mask, None, None)
-        bias = np.where(self.mask, rician_bias(estimate, sd), 0) / scale
+        bias = np.where(self.mask, rician_bias(estimate, sd * np.sqrt(len(aligned))), 0)
         data = SureInputs(channels_first(norm.forward(mean_in)),
-                          channels_first(difference_probe(aligned) / scale),
-                          channels_first(bias.astype(np.float32)), sd)
-        settings = TuningSettings(config.tuning_steps, config.output_tuning_lr,
+                          channels_first(probe / scale),
+                          channels_first((bias / scale).astype(np.float32)), sd)
+        steps = config.tuning_steps(self.policy.device.type)
+        settings = TuningSettings(steps, config.output_tuning_lr,
                                   config.patch_size, config.batch_size, config.seed,
                                   OUTPUT_TUNING_CHECK_EVERY, self.radius, config.block_size)
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:
             heldout = (ho.region, ho.holdout, holdout_slab(self.mask, config.holdout))
-        steps = config.tuning_steps
         bar = self.progress(steps, "tune on the average") if self.progress else None
         record = tune_by_sure(self.model, data, ho.train_mask, heldout, self.policy, settings,
                               progress=(lambda n, loss: bar.update(n)) if bar else None)

@@ -129,6 +129,36 @@ def difference_probe(aligned: list[np.ndarray]) -> np.ndarray:
     return (signed / n * np.sqrt(n / m)).astype(np.float32)
 
 
+def remove_anatomy(probe: np.ndarray, average: np.ndarray, radius: float = 3.0,
+                   bins: int = 32) -> np.ndarray:
+    """``probe`` without the part that the contrast of ``average`` explains.
+
+    Repetitions that differ in contrast, such as two echoes (the later one darker by T2*,
+    tissue by tissue), leave that difference in their signed difference: "noise" that is
+    anatomy, which would make SURE overestimate the noise and the Rician bias. Two
+    least-squares fits take it out: a ratio to the average that depends on its intensity
+    (``bins`` quantile bins: tissues differ in both), then a slowly varying multiple of the
+    average (Gaussian windows of ``radius`` voxels). Repetitions of one contrast give fits
+    near zero, and each fit pools thousands of voxels, so it takes a negligible share of
+    the noise."""
+    a = np.asarray(average, np.float32)
+    edges = np.unique(np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1]))
+    which = np.digitize(a, edges)
+    num = np.bincount(which.ravel(), (probe * a).ravel(), minlength=len(edges) + 1)
+    den = np.bincount(which.ravel(), (a * a).ravel(), minlength=len(edges) + 1)
+    ratio = num / np.maximum(den, 1e-12)
+    rest = probe - (ratio[which] * a).astype(np.float32)
+    num = ndimage.gaussian_filter(rest * a, radius)
+    den = ndimage.gaussian_filter(a * a, radius)
+    beta = num / np.maximum(den, 1e-6 * float(den.max()) + 1e-12)
+    return (rest - beta * a).astype(np.float32)
+
+
+def local_sd(image: np.ndarray, radius: float = 2.0) -> np.ndarray:
+    """The local root mean square of a zero-mean noise image (Gaussian window of ``radius``)."""
+    return np.sqrt(ndimage.gaussian_filter(np.square(image, dtype=np.float32), radius))
+
+
 def rician_mean(signal: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
     """The mean of a Rician magnitude with true ``signal`` (>= 0) and Gaussian SD ``sd``:
     sd sqrt(pi/2) L_1/2(-signal^2 / (2 sd^2)). The Laguerre function is written with
