@@ -19,8 +19,8 @@ VOLUME_ONLY_METHODS = names(volumes=True, series=False)
 METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
 # output_tuning_steps=0: the SURE tuning gets this many steps per fine-tuning step, so that a
 # short run (--steps) stays short, by device: on a 2-core CPU 400 steps keep a full brain
-# within 10 minutes and hold most of the gain (the held-out SURE falls most in the first 200
-# steps); a GPU affords the 1200 that the benchmark grid measures (docs/benchmarks.md)
+# within 10 minutes (365 s) and hold 60 % of the gain of 1200, which a GPU affords
+# (docs/benchmarks.md, "The default against BM4D"; docs/performance.md)
 TUNING_STEPS_PER_STEP = {"cpu": 2, "cuda": 6}
 # What `n2a benchmark` runs when --methods is not given.
 BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
@@ -154,9 +154,9 @@ class DenoiseConfig:
         network included. ``auto`` tunes ``n2a-aligned`` where it applies (3D repetitions, a
         network without a noise-map channel, ``output_from='average'``) and no comparison
         method; ``sure`` asks for it and refuses where it does not apply. Measured on protocol
-        v1: +0.25 to +0.88 dB over the untuned output pass, above BM4D on the registered
-        average at every noise level (docs/benchmarks.md, "Fine-tuning at the average's
-        noise level").
+        v1: +0.34 dB on average over the untuned output pass with a CPU's 400 steps, +0.58
+        with a GPU's 1200, which is above BM4D on the registered average in the six cases
+        without echoes (docs/benchmarks.md, "The default against BM4D").
     output_tuning_steps, output_tuning_lr
         Its optimizer steps (one patch each, two forward passes; 0: ``TUNING_STEPS_PER_STEP``
         x ``steps``: 2 x on a CPU, 6 x on a GPU) and constant learning rate.

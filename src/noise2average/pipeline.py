@@ -722,8 +722,10 @@ class _LearnedRun:
         norm = Norm.fit(mean_in, self.mask)
         untuned = selected == 0 or self.steps == 0  # --method pretrained: no fine-tuning
         if self.tunes_output:
-            self.history[-1].update(self._tune_on_average(mean_in, norm, aligned))
-            untuned = True  # its patches flip along every axis: all 8 flips apply
+            record = self._tune_on_average(mean_in, norm, aligned)
+            self.history[-1].update(record)
+            # SURE's patches flip along every axis: all 8 flips apply to a tuned network
+            untuned = untuned or record.get("output_tuning_kept_step", 1) > 0
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
         self.current = self.finish(self.apply(mean_in, norm, valid, self._pass_flips(untuned),
@@ -734,7 +736,7 @@ class _LearnedRun:
     def _tune_on_average(self, mean_in: np.ndarray, norm: Norm,
                          aligned: list[np.ndarray]) -> dict:
         """Tune the network on the registered average it is about to denoise, by Monte-Carlo
-        SURE (``output_tuning='sure'``, :mod:`noise2average.output_tuning`); the record's
+        SURE (``output_tuning``, :mod:`noise2average.output_tuning`); the record's
         entries. The probe keeps no contrast difference between the repetitions (echoes,
         :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local noise SD; the
         Rician bias is that of the untuned network's estimate (one pass without flips) at one
