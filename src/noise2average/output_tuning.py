@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .nn.device import Policy
-from .nn.engine import denoise_volume, fit
+from .nn.engine import denoise_volume, fit, train_mode
 from .nn.losses import sure_loss
 from .nn.patches import SurePatchSampler
 
@@ -89,14 +89,6 @@ def sure_score(model: torch.nn.Module, data: SureInputs, probe: np.ndarray,
     return float(terms.astype(np.float64).sum(0).mean())
 
 
-def _train_mode(model: torch.nn.Module) -> None:
-    """Back to training after a scoring pass, batch norm kept in eval mode (as in ``fit``)."""
-    model.train()
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.eval()
-
-
 def tune_by_sure(model: torch.nn.Module, data: SureInputs, train_mask: np.ndarray,
                  heldout: tuple[np.ndarray, np.ndarray, tuple[slice, ...]] | None,
                  policy: Policy, settings: TuningSettings,
@@ -116,7 +108,7 @@ def tune_by_sure(model: torch.nn.Module, data: SureInputs, train_mask: np.ndarra
         if not best or score < best["score"]:
             best.update(score=score, step=step,
                         weights={k: v.detach().clone() for k, v in model.state_dict().items()})
-        _train_mode(model)
+        train_mode(model, freeze_bn=True)  # back to training after the scoring pass
 
     def on_step(state) -> None:
         if state.step % settings.check_every == 0 or state.step == settings.steps:

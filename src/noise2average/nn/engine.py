@@ -47,6 +47,16 @@ def _lr_at(step: int, steps: int, lr: float, schedule: str, warmup: int,
     return lr
 
 
+def train_mode(model: torch.nn.Module, freeze_bn: bool = False) -> None:
+    """``model`` in training mode; with ``freeze_bn`` its batch-norm layers stay in eval mode
+    (their running statistics fixed), as :func:`fit` trains it."""
+    model.train()
+    if freeze_bn:
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.eval()
+
+
 def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy: Policy,
         seed: int = 0, schedule: str = "constant", warmup: int = 0,
         state: FitState | None = None,
@@ -77,11 +87,7 @@ def fit(model: torch.nn.Module, sampler: Sampler, steps: int, lr: float, policy:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if state.optimizer is not None:
         opt.load_state_dict(state.optimizer)
-    model.train()
-    if freeze_bn:
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.eval()
+    train_mode(model, freeze_bn)
     t0 = time.perf_counter() - state.seconds
     while state.step < steps and (seconds is None or state.seconds < seconds):
         done = None if seconds is None else state.seconds / seconds
