@@ -41,6 +41,29 @@ def test_sure_loss_estimates_the_error_against_the_truth(probe_scale, close):
     assert (abs(estimate - truth) < 0.05 * sigma ** 2) == close
 
 
+def test_recorrupted_pairs_have_uncorrelated_noise_and_no_bias():
+    """Input x + alpha p and target x - bias - p / alpha: the input's noise has (1 + alpha^2)
+    times the image's variance, the target's noise is uncorrelated with it and has no mean."""
+    from noise2average.nn.patches import RecorruptedPatchSampler
+
+    rng = np.random.default_rng(0)
+    shape, sigma, alpha, bias, truth = (40, 40, 40), 0.1, 0.5, 0.03, 1.0
+    image = truth + bias + sigma * rng.standard_normal((1, *shape), dtype=np.float32)
+    probe = sigma * rng.standard_normal((1, *shape), dtype=np.float32)
+    sampler = RecorruptedPatchSampler(image, probe, np.ones(shape, np.float32),
+                                      np.ones(shape, bool), patch=16, batch=8, alpha=alpha,
+                                      bias=np.full_like(image, bias))
+    batches = [sampler(rng) for _ in range(20)]
+    assert all(x.shape == r.shape == w.shape == (8, 1, 16, 16, 16) for x, r, w in batches)
+    noise_in = np.concatenate([x for x, _, _ in batches]).ravel() - truth
+    noise_out = np.concatenate([x + r for x, r, _ in batches]).ravel() - truth
+    assert np.isclose(noise_in.var(), (1 + alpha ** 2) * sigma ** 2, rtol=0.05)
+    assert np.isclose(noise_out.var(), (1 + alpha ** -2) * sigma ** 2, rtol=0.05)
+    assert abs(np.corrcoef(noise_in, noise_out)[0, 1]) < 0.02
+    assert abs(noise_out.mean()) < 0.05 * sigma  # the bias is out of the target
+    assert abs(noise_in.mean() - bias) < 0.05 * sigma  # and still in the input
+
+
 def test_rician_mean_matches_simulated_magnitudes():
     rng = np.random.default_rng(0)
     sd = 0.1
@@ -121,24 +144,29 @@ def _cubes_case():
     return clean, mask, reps
 
 
-def test_output_tuning_sure_lowers_the_error_of_the_output():
+def test_output_tuning_lowers_the_error_of_the_output():
+    """Both objectives, SURE and recorrupted pairs, tune the output pass below the untuned
+    network's error."""
     clean, mask, reps = _cubes_case()
     # fp32: the bf16 autocast of the Noise2Average steps before it hit a NaN at step 1 once
     # in a full-suite run (as in test_dwi_volumes); SURE's own steps always run in fp32
     base = DenoiseConfig(steps=3, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning_steps=400)
     bright = mask & (clean > 0.3)
-    errors, history = {}, None
-    for tuning in ("none", "sure"):
+    errors = {}
+    for tuning in ("none", "sure", "r2r"):
         result = denoise(reps, mask, base.replace(output_tuning=tuning))
         errors[tuning] = [float(np.sqrt(((result.output - clean)[m] ** 2).mean()))
                           for m in (mask, bright)]
         history = result.history[-1]
-    assert history["output_tuning"] == "sure" and np.isfinite(history["output_tuning_loss"])
+        if tuning != "none":
+            assert history["output_tuning"] == tuning
+            assert np.isfinite(history["output_tuning_loss"])
     # the zero-signal rim of this phantom keeps a Rician floor that no denoiser can place;
     # the gain is in the cubes
-    assert errors["sure"][0] < errors["none"][0]
-    assert errors["sure"][1] < 0.9 * errors["none"][1]
+    for tuning in ("sure", "r2r"):
+        assert errors[tuning][0] < errors["none"][0], (tuning, errors)
+        assert errors[tuning][1] < 0.9 * errors["none"][1], (tuning, errors)
 
 
 def test_output_tuning_is_validated():
@@ -146,8 +174,14 @@ def test_output_tuning_is_validated():
         DenoiseConfig(output_tuning="always")
     with pytest.raises(InputError, match="output_tuning_steps"):
         DenoiseConfig(output_tuning_steps=-1)
-    assert DenoiseConfig(steps=7).tuning_steps("cpu") == 14
-    assert DenoiseConfig(steps=7).tuning_steps("cuda") == 42
+    assert DenoiseConfig(steps=7).tuning_steps("cpu-bf16") == 35
+    assert DenoiseConfig(steps=7).tuning_steps("cpu") == 21
+    assert DenoiseConfig(steps=7).tuning_steps("cuda") == 70
+    assert DenoiseConfig(steps=7, output_tuning="sure").tuning_steps("cpu-bf16") == 14
+    assert DenoiseConfig().tuning_objective == "r2r"
+    assert DenoiseConfig(output_tuning="sure").tuning_objective == "sure"
+    with pytest.raises(InputError, match="output_tuning_alpha"):
+        DenoiseConfig(output_tuning_alpha=0)
     assert DenoiseConfig(steps=7, output_tuning_steps=5).tuning_steps("cuda") == 5
     _, mask, reps = _cubes_case()
     with pytest.raises(InputError, match="output_from=average"):
@@ -159,14 +193,15 @@ def test_output_tuning_is_validated():
 
 
 def test_auto_tunes_the_default_method_only():
-    """``output_tuning='auto'`` tunes Noise2Average's output pass (two SURE steps per
-    fine-tuning step on a CPU) and leaves the comparison methods as they are named."""
+    """``output_tuning='auto'`` tunes Noise2Average's output pass by recorrupted pairs and
+    leaves the comparison methods as they are named."""
     _, mask, reps = _cubes_case()
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning="auto")
     tuned = denoise(reps, mask, base).history[-1]
-    assert tuned["output_tuning"] == "sure" and tuned["output_tuning_kept_step"] in (0, 4)
-    assert set(tuned["output_tuning_scores"]) == {"0", "4"}
+    # fp32 on a CPU: three steps per fine-tuning step
+    assert tuned["output_tuning"] == "r2r" and tuned["output_tuning_kept_step"] in (0, 6)
+    assert set(tuned["output_tuning_scores"]) == {"0", "6"}
     for method in ("n2n", "pretrained"):
         config = base.replace(method=method, output_from="average")
         assert "output_tuning" not in denoise(reps, mask, config).history[-1]

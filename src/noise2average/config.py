@@ -17,11 +17,17 @@ CLASSICAL_METHODS = names(learned=False, volumes=True)  # on the (registered) av
 DWI_METHODS = names(volumes=False, series=True)  # 4D diffusion series only
 VOLUME_ONLY_METHODS = names(volumes=True, series=False)
 METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
-# output_tuning_steps=0: the SURE tuning gets this many steps per fine-tuning step, so that a
-# short run (--steps) stays short, by device: on a 2-core CPU 400 steps keep a full brain
-# within 10 minutes (365 s) and hold 60 % of the gain of 1200, which a GPU affords
+# output_tuning_steps=0: the output tuning gets this many steps per fine-tuning step, so that
+# a short run (--steps) stays short, by objective and hardware (``nn.device.Policy.hardware``).
+# Recorrupted pairs (r2r) run in the policy's precision: where a CPU has native bf16, 1000
+# steps (5 x 200) take less time than SURE's 400 (fp32, two passes a step) and score above
+# SURE's 1200; an fp32 CPU gets 3 x (600 steps: 311-318 s of one thread against SURE's
+# 249-290 s at 96^3, for 0.15-0.25 dB more)
 # (docs/benchmarks.md, "The default against BM4D"; docs/performance.md)
-TUNING_STEPS_PER_STEP = {"cpu": 2, "cuda": 6}
+TUNING_STEPS_PER_STEP = {"r2r": {"cpu": 3, "cpu-bf16": 5, "cuda": 10},
+                         "sure": {"cpu": 2, "cpu-bf16": 2, "cuda": 6}}
+#: the objective ``output_tuning='auto'`` tunes by (``sure`` or ``r2r``)
+AUTO_TUNING_OBJECTIVE = "r2r"
 # What `n2a benchmark` runs when --methods is not given.
 BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
                      "supervised")
@@ -145,21 +151,27 @@ class DenoiseConfig:
         the mean of the echoes, docs/benchmarks.md "Echoes"). 0: score on the whole mask, no
         iteration 0.
     output_tuning
-        ``auto`` (the default), ``none`` or ``sure``: before the output pass, tune the kept
-        network on the registered average itself by Monte-Carlo SURE
-        (:mod:`noise2average.output_tuning`), an estimate of its error against the truth
-        whose noise probe is the repetitions' signed difference
-        (:func:`noise2average.arrays.noise.difference_probe`) and whose data term is taken
-        without the Rician bias; the held-out slab keeps the best scored step, the untuned
-        network included. ``auto`` tunes ``n2a-aligned`` where it applies (3D repetitions, a
-        network without a noise-map channel, ``output_from='average'``) and no comparison
-        method; ``sure`` asks for it and refuses where it does not apply. Measured on protocol
-        v1: +0.34 dB on average over the untuned output pass with a CPU's 400 steps, +0.58
-        with a GPU's 1200, which is above BM4D on the registered average in the six cases
-        without echoes (docs/benchmarks.md, "The default against BM4D").
-    output_tuning_steps, output_tuning_lr
-        Its optimizer steps (one patch each, two forward passes; 0: ``TUNING_STEPS_PER_STEP``
-        x ``steps``: 2 x on a CPU, 6 x on a GPU) and constant learning rate.
+        ``auto`` (the default), ``none``, ``r2r`` or ``sure``: before the output pass, tune
+        the kept network on the registered average itself
+        (:mod:`noise2average.output_tuning`) by an estimate of its error against the truth
+        whose noise draws are the repetitions' signed difference
+        (:func:`noise2average.arrays.noise.difference_probe`) cut elsewhere in the volume,
+        with the Rician bias taken off the data: recorrupted pairs (``r2r``, one forward pass
+        a step, bf16 where the CPU has it) or Monte-Carlo SURE (``sure``, two fp32 passes).
+        SURE on the held-out slab keeps the best scored step, the untuned network included.
+        ``auto`` tunes ``n2a-aligned`` by ``r2r`` where it applies (3D repetitions, a network
+        without a noise-map channel, ``output_from='average'``) and no comparison method;
+        ``r2r`` and ``sure`` ask for it and refuse where it does not apply. Measured on
+        protocol v1 with a bf16 CPU's 1000 steps: +0.54 dB on average over the untuned output
+        pass, above BM4D on the registered average in the six cases without echoes, and
+        above SURE's 400 steps, which take more time (docs/benchmarks.md, "The default
+        against BM4D").
+    output_tuning_steps, output_tuning_lr, output_tuning_alpha
+        Its optimizer steps (one 32^3 patch each; 0: ``TUNING_STEPS_PER_STEP`` x ``steps``,
+        by objective and hardware: ``r2r`` 5 x on a CPU with bf16, 3 x on an fp32 CPU, 10 x on
+        a GPU; ``sure`` 2 x on a CPU, 6 x on a GPU), constant learning rate, and the
+        recorrupted pairs' probe weight alpha (input average + alpha probe, target average -
+        probe / alpha).
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -193,6 +205,7 @@ class DenoiseConfig:
     output_tuning: str = "auto"
     output_tuning_steps: int = 0
     output_tuning_lr: float = 1e-4
+    output_tuning_alpha: float = 0.5
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -215,7 +228,7 @@ class DenoiseConfig:
         if self.steps == 0 and self.method in ("n2a-aligned", "n2a", "n2n", "supervised"):
             raise InputError(f"method {self.method} with 0 steps would only apply the "
                              "pre-trained network; use --method pretrained for that")
-        for name in ("lr", "output_tuning_lr"):
+        for name in ("lr", "output_tuning_lr", "output_tuning_alpha"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.contrast_weight >= 0:
@@ -231,7 +244,7 @@ class DenoiseConfig:
                               ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
                               ("dwi_mode", ("volumes", "groups")),
-                              ("output_tuning", ("auto", "none", "sure")),
+                              ("output_tuning", ("auto", "none", "sure", "r2r")),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):
             if getattr(self, name) not in allowed:
@@ -269,11 +282,21 @@ class DenoiseConfig:
             return self.method == "n2a-aligned"
         return self.output_from == "average"
 
-    def tuning_steps(self, device: str) -> int:
-        """The SURE tuning's steps on ``device`` (``cpu``, ``cuda``, ...):
-        ``output_tuning_steps``, or for 0 ``TUNING_STEPS_PER_STEP`` of that device (the CPU's
-        for any other) times ``steps``."""
-        per_step = TUNING_STEPS_PER_STEP.get(device, TUNING_STEPS_PER_STEP["cpu"])
+    @property
+    def tuning_objective(self) -> str:
+        """The output tuning's objective: ``output_tuning`` with ``auto`` resolved to
+        ``AUTO_TUNING_OBJECTIVE`` (whether ``auto`` tunes at all is the pipeline's call)."""
+        if self.output_tuning == "auto":
+            return AUTO_TUNING_OBJECTIVE
+        return self.output_tuning
+
+    def tuning_steps(self, hardware: str) -> int:
+        """The output tuning's steps on ``hardware`` (``cpu``, ``cpu-bf16``, ``cuda``:
+        ``nn.device.Policy.hardware``): ``output_tuning_steps``, or for 0
+        ``TUNING_STEPS_PER_STEP`` of the objective and that hardware (an fp32 CPU's for any
+        other) times ``steps``."""
+        budget = TUNING_STEPS_PER_STEP[self.tuning_objective]
+        per_step = budget.get(hardware, budget["cpu"])
         return self.output_tuning_steps or per_step * max(self.steps, 1)
 
     @property

@@ -360,12 +360,13 @@ class _LearnedRun:
         base = initial_model(config, init_model)
         self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
         tunable = not self.takes_noise and reps[0].ndim == 3 and config.from_average
-        if config.output_tuning == "sure" and not tunable:
-            raise InputError("output_tuning='sure' tunes the network for the output pass on "
+        if config.output_tuning in ("sure", "r2r") and not tunable:
+            raise InputError(f"output_tuning={config.output_tuning!r} tunes the network for "
+                             "the output pass on "
                              "the average: it needs 3D repetitions, a network without a "
                              "noise-map channel and output_from=average (n2a-aligned)")
         # 'auto': the product's method tunes; the comparison methods stay what they are named
-        self.tunes_output = config.output_tuning == "sure" or (
+        self.tunes_output = config.output_tuning in ("sure", "r2r") or (
             config.output_tuning == "auto" and tunable and config.method == "n2a-aligned")
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
@@ -724,7 +725,7 @@ class _LearnedRun:
         if self.tunes_output:
             record = self._tune_on_average(mean_in, norm, aligned)
             self.history[-1].update(record)
-            # SURE's patches flip along every axis: all 8 flips apply to a tuned network
+            # the tuning's patches flip along every axis: all 8 flips apply to a tuned network
             untuned = untuned or record.get("output_tuning_kept_step", 1) > 0
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
@@ -735,13 +736,13 @@ class _LearnedRun:
 
     def _tune_on_average(self, mean_in: np.ndarray, norm: Norm,
                          aligned: list[np.ndarray]) -> dict:
-        """Tune the network on the registered average it is about to denoise, by Monte-Carlo
-        SURE (``output_tuning``, :mod:`noise2average.output_tuning`); the record's
-        entries. The probe keeps no contrast difference between the repetitions (echoes,
+        """Tune the network on the registered average it is about to denoise, by recorrupted
+        pairs or Monte-Carlo SURE (``output_tuning``, :mod:`noise2average.output_tuning`);
+        the record's entries. The probe keeps no contrast difference between the repetitions (echoes,
         :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local noise SD; the
         Rician bias is that of the untuned network's estimate (one pass without flips) at one
         repetition's SD; the held-out slab, when there is one, picks the kept step."""
-        from .output_tuning import SureInputs, TuningSettings, tune_by_sure
+        from .output_tuning import SureInputs, TuningSettings, tune_on_average
 
         config, scale = self.config, np.float32(norm.std)
         probe = remove_anatomy(difference_probe(aligned), mean_in)
@@ -751,16 +752,18 @@ class _LearnedRun:
         data = SureInputs(channels_first(norm.forward(mean_in)),
                           channels_first(probe / scale),
                           channels_first((bias / scale).astype(np.float32)), sd)
-        steps = config.tuning_steps(self.policy.device.type)
+        steps = config.tuning_steps(self.policy.hardware)
         settings = TuningSettings(steps, config.output_tuning_lr,
                                   config.patch_size, config.batch_size, config.seed,
-                                  OUTPUT_TUNING_CHECK_EVERY, self.radius, config.block_size)
+                                  OUTPUT_TUNING_CHECK_EVERY, self.radius, config.block_size,
+                                  objective=config.tuning_objective,
+                                  alpha=config.output_tuning_alpha)
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:
             heldout = (ho.region, ho.holdout, holdout_slab(self.mask, config.holdout))
         bar = self.progress(steps, "tune on the average") if self.progress else None
-        record = tune_by_sure(self.model, data, ho.train_mask, heldout, self.policy, settings,
+        record = tune_on_average(self.model, data, ho.train_mask, heldout, self.policy, settings,
                               progress=(lambda n, loss: bar.update(n)) if bar else None)
         if bar:
             bar.close()

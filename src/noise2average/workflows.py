@@ -498,7 +498,7 @@ def demo(args: argparse.Namespace) -> None:
     print("Demo on the MNI152 2009a template shipped with nilearn: two noisy repetitions "
           f"(sigma 0.05) of a {args.crop or 'whole'}^3 crop, Noise2Average with "
           f"2 iterations of {args.steps} fine-tuning steps (the default run uses 200). "
-          "With the defaults: about 75 s on 2 CPU cores (71 s of denoising measured). The shipped "
+          "With the defaults: about 80 s on 2 CPU cores (77 s of denoising measured). The shipped "
           "model was PRE-TRAINED ON THIS TEMPLATE (and data derived from it): these numbers "
           "demonstrate the workflow, they do not benchmark it (docs/benchmarks.md scores an "
           "image the model never saw).")

@@ -105,6 +105,14 @@ class Policy:
             model = model.to(memory_format=torch.channels_last_3d)
         return model
 
+    @property
+    def hardware(self) -> str:
+        """``cuda``, ``cpu-bf16`` (bf16 autocast on a CPU) or ``cpu`` (fp32): the key of
+        budgets that follow the device's speed."""
+        if self.device.type == "cuda":
+            return "cuda"
+        return "cpu-bf16" if self.dtype is not None else "cpu"
+
     def describe(self) -> str:
         prec = "fp32" if self.dtype is None else str(self.dtype).replace("torch.", "")
         return f"{self.device.type}/{prec}{'/channels_last_3d' if self.channels_last else ''}"

@@ -117,6 +117,37 @@ class SurePatchSampler:
                 np.ascontiguousarray(np.stack(ws)))
 
 
+class RecorruptedPatchSampler(SurePatchSampler):
+    """Recorrupted pairs of one normalized image (Pang et al.'s Recorrupted-to-Recorrupted):
+    input x + ``alpha`` p, residual target -(bias + (``alpha`` + 1 / ``alpha``) p), which
+    is the residual to x - bias - p / ``alpha``, for a probe patch p cut and rescaled as
+    :class:`SurePatchSampler` does.
+
+    For Gaussian noise n and a draw p of the same covariance independent of it, the input's
+    noise n + alpha p and the target's n - p / alpha are uncorrelated, so the masked MSE on
+    these pairs estimates the denoiser's error against the truth at (1 + alpha^2) times the
+    image's noise variance, up to a constant. Unlike SURE it needs one forward pass and no
+    small finite difference, so it trains in bf16 where the CPU has it. Returns (inputs,
+    residual targets, weights), each (B, C, P, P, P) but weights (B, 1, P, P, P).
+    """
+
+    def __init__(self, image: np.ndarray, probe: np.ndarray, sd: np.ndarray, mask: np.ndarray,
+                 patch: int = 32, batch: int = 1, alpha: float = 0.5,
+                 flip_axes: Sequence[int] = (0, 1, 2), bias: np.ndarray | None = None) -> None:
+        super().__init__(image, probe, sd, mask, patch, batch, flip_axes=flip_axes, bias=bias)
+        self.alpha = alpha
+
+    def __call__(self, rng: np.random.Generator) -> Batch:
+        pairs, probes, weights = super().__call__(rng)
+        b, a = weights.shape[0], self.alpha
+        x = pairs[:b]
+        p = probes[:b]
+        bias = probes[b:] if probes.shape[0] > b else np.zeros_like(p)
+        return (np.ascontiguousarray(x + a * p, dtype=np.float32),
+                np.ascontiguousarray(-(bias + (a + 1.0 / a) * p), dtype=np.float32),
+                weights)
+
+
 def block_grid(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[slice, ...]]:
     """Cores tiling ``box``: per axis the fewest cores of at most ``block`` voxels that overlap
     by at least ``overlap``, all of one balanced length (less padding work than fixed cubes)."""
