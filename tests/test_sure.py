@@ -149,7 +149,8 @@ def test_output_tuning_lowers_the_error_of_the_output():
     network's error."""
     clean, mask, reps = _cubes_case()
     # fp32: the bf16 autocast of the Noise2Average steps before it hit a NaN at step 1 once
-    # in a full-suite run (as in test_dwi_volumes); SURE's own steps always run in fp32
+    # in a full-suite run (as in test_dwi_volumes); SURE's own steps always run in fp32, the
+    # recorrupted pairs follow the policy
     base = DenoiseConfig(steps=3, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning_steps=400)
     bright = mask & (clean > 0.3)
