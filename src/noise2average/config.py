@@ -26,7 +26,8 @@ METHODS = LEARNED_METHODS + CLASSICAL_METHODS + DWI_METHODS
 # (docs/benchmarks.md, "The default against BM4D"; docs/performance.md)
 TUNING_STEPS_PER_STEP = {"r2r": {"cpu": 3, "cpu-bf16": 5, "cuda": 10},
                          "sure": {"cpu": 2, "cpu-bf16": 2, "cuda": 6}}
-#: the objective ``output_tuning='auto'`` tunes by (``sure`` or ``r2r``)
+#: the output tuning's objectives, and the one ``output_tuning='auto'`` tunes by
+TUNING_OBJECTIVES = ("r2r", "sure")
 AUTO_TUNING_OBJECTIVE = "r2r"
 # What `n2a benchmark` runs when --methods is not given.
 BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
@@ -244,7 +245,7 @@ class DenoiseConfig:
                               ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
                               ("dwi_mode", ("volumes", "groups")),
-                              ("output_tuning", ("auto", "none", "sure", "r2r")),
+                              ("output_tuning", ("auto", "none", *TUNING_OBJECTIVES)),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):
             if getattr(self, name) not in allowed:
@@ -281,6 +282,11 @@ class DenoiseConfig:
         if self.output_from == "auto":
             return self.method == "n2a-aligned"
         return self.output_from == "average"
+
+    @property
+    def asks_for_tuning(self) -> bool:
+        """Whether ``output_tuning`` names an objective (tuning required, not ``auto``)."""
+        return self.output_tuning in TUNING_OBJECTIVES
 
     @property
     def tuning_objective(self) -> str:

@@ -311,7 +311,7 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
 
     config = config or DenoiseConfig()
     config.validate()
-    if config.output_tuning in ("sure", "r2r"):
+    if config.asks_for_tuning:
         raise InputError("output_tuning applies to 3D repetitions (T1w-like), not to "
                          "diffusion series")
     reps = validate_series(reps, mask)

@@ -360,13 +360,13 @@ class _LearnedRun:
         base = initial_model(config, init_model)
         self.takes_noise = _takes_noise_map(base, n_channels(reps[0]), str(config.init))
         tunable = not self.takes_noise and reps[0].ndim == 3 and config.from_average
-        if config.output_tuning in ("sure", "r2r") and not tunable:
+        if config.asks_for_tuning and not tunable:
             raise InputError(f"output_tuning={config.output_tuning!r} tunes the network for "
-                             "the output pass on "
-                             "the average: it needs 3D repetitions, a network without a "
-                             "noise-map channel and output_from=average (n2a-aligned)")
+                             "the output pass on the average: it needs 3D repetitions, a "
+                             "network without a noise-map channel and output_from=average "
+                             "(n2a-aligned)")
         # 'auto': the product's method tunes; the comparison methods stay what they are named
-        self.tunes_output = config.output_tuning in ("sure", "r2r") or (
+        self.tunes_output = config.asks_for_tuning or (
             config.output_tuning == "auto" and tunable and config.method == "n2a-aligned")
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
@@ -738,10 +738,11 @@ class _LearnedRun:
                          aligned: list[np.ndarray]) -> dict:
         """Tune the network on the registered average it is about to denoise, by recorrupted
         pairs or Monte-Carlo SURE (``output_tuning``, :mod:`noise2average.output_tuning`);
-        the record's entries. The probe keeps no contrast difference between the repetitions (echoes,
-        :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local noise SD; the
-        Rician bias is that of the untuned network's estimate (one pass without flips) at one
-        repetition's SD; the held-out slab, when there is one, picks the kept step."""
+        the record's entries. The probe keeps no contrast difference between the repetitions
+        (echoes, :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local
+        noise SD; the Rician bias is that of the untuned network's estimate (one pass without
+        flips) at one repetition's SD; the held-out slab, when there is one, picks the kept
+        step."""
         from .output_tuning import SureInputs, TuningSettings, tune_on_average
 
         config, scale = self.config, np.float32(norm.std)
@@ -763,8 +764,9 @@ class _LearnedRun:
         if ho.holdout is not None:
             heldout = (ho.region, ho.holdout, holdout_slab(self.mask, config.holdout))
         bar = self.progress(steps, "tune on the average") if self.progress else None
-        record = tune_on_average(self.model, data, ho.train_mask, heldout, self.policy, settings,
-                              progress=(lambda n, loss: bar.update(n)) if bar else None)
+        record = tune_on_average(self.model, data, ho.train_mask, heldout, self.policy,
+                                 settings,
+                                 progress=(lambda n, loss: bar.update(n)) if bar else None)
         if bar:
             bar.close()
         return record
