@@ -188,9 +188,10 @@ def test_output_tuning_is_validated():
     with pytest.raises(InputError, match="output_from=average"):
         denoise(reps, mask, DenoiseConfig(output_tuning="sure", output_from="denoised"))
     series = [np.ones((8, 8, 8, 3), np.float32)] * 2
-    with pytest.raises(InputError, match="diffusion"):
-        denoise_dwi(series, np.array([0, 1000, 1000]), np.eye(3), None,
-                    DenoiseConfig(output_tuning="sure"))
+    for mode in ({"dwi_mode": "groups"}, {"output_from": "denoised"}):
+        with pytest.raises(InputError, match="dwi-mode volumes and output_from=average"):
+            denoise_dwi(series, np.array([0, 1000, 1000]), np.eye(3), None,
+                        DenoiseConfig(output_tuning="sure", **mode))
 
 
 def test_auto_tunes_the_default_method_only():
@@ -200,9 +201,12 @@ def test_auto_tunes_the_default_method_only():
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning="auto")
     tuned = denoise(reps, mask, base).history[-1]
-    # fp32 on a CPU: three steps per fine-tuning step
-    assert tuned["output_tuning"] == "r2r" and tuned["output_tuning_kept_step"] in (0, 6)
-    assert set(tuned["output_tuning_scores"]) == {"0", "6"}
+    # fp32 on a CPU: three steps per fine-tuning step; five checks at most, every
+    # ceil(6 / 5) = 2 steps, after the untuned network's score
+    assert tuned["output_tuning"] == "r2r" and tuned["output_tuning_kept_step"] in (0, 2, 4, 6)
+    assert set(tuned["output_tuning_scores"]) == {"0", "2", "4", "6"}
+    once = denoise(reps, mask, base.replace(output_tuning_checks=1)).history[-1]
+    assert set(once["output_tuning_scores"]) == {"0", "6"}
     for method in ("n2n", "pretrained"):
         config = base.replace(method=method, output_from="average")
         assert "output_tuning" not in denoise(reps, mask, config).history[-1]

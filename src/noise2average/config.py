@@ -170,9 +170,13 @@ class DenoiseConfig:
     output_tuning_steps, output_tuning_lr, output_tuning_alpha
         Its optimizer steps (one 32^3 patch each; 0: ``TUNING_STEPS_PER_STEP`` x ``steps``,
         by objective and hardware: ``r2r`` 5 x on a CPU with bf16, 3 x on an fp32 CPU, 10 x on
-        a GPU; ``sure`` 2 x on a CPU, 6 x on a GPU), constant learning rate, and the
+        a GPU; ``sure`` 2 x on a CPU, 6 x on a GPU), learning rate, and the
         recorrupted pairs' probe weight alpha (input average + alpha probe, target average -
         probe / alpha).
+    output_tuning_schedule, output_tuning_checks
+        The tuning's learning-rate schedule (``constant`` or ``cosine``, the decay to 5 % of
+        :func:`noise2average.nn.engine.fit`) and how many times after the untuned network
+        the held-out slab scores it (evenly spaced, the last at the last step).
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -207,6 +211,8 @@ class DenoiseConfig:
     output_tuning_steps: int = 0
     output_tuning_lr: float = 1e-4
     output_tuning_alpha: float = 0.5
+    output_tuning_schedule: str = "constant"
+    output_tuning_checks: int = 5
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -218,7 +224,8 @@ class DenoiseConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        for name in ("iterations", "batch_size", "patch_size", "block_size"):
+        for name in ("iterations", "batch_size", "patch_size", "block_size",
+                     "output_tuning_checks"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.output_tuning_steps < 0:
@@ -240,6 +247,7 @@ class DenoiseConfig:
             raise InputError(f"outside must be 'blend', 'average' or 'zero', got "
                              f"{self.outside!r}")
         for name, allowed in (("schedule", ("constant", "cosine")),
+                              ("output_tuning_schedule", ("constant", "cosine")),
                               ("align", ("auto", "none", "register")), ("target", ("average", "others")),
                               ("first_target", ("average", "others")),
                               ("train_flips", ("lr", "all")),

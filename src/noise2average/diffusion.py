@@ -311,9 +311,10 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
 
     config = config or DenoiseConfig()
     config.validate()
-    if config.asks_for_tuning:
-        raise InputError("output_tuning applies to 3D repetitions (T1w-like), not to "
-                         "diffusion series")
+    if config.asks_for_tuning and (config.dwi_mode == "groups" or not config.from_average):
+        raise InputError(f"output_tuning={config.output_tuning!r} tunes the network for the "
+                         "output pass on the average: it needs --dwi-mode volumes and "
+                         "output_from=average (n2a-aligned)")
     reps = validate_series(reps, mask)
     shells = volume_shells(bvals, bvecs, reps[0].shape[3])
     b0 = shells < 0

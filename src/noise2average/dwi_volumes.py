@@ -45,8 +45,10 @@ class VolumeRun:
     history : one entry per shell (its volumes, and per iteration the training and inference
         seconds and the first and last losses).
     compute : the device and precision the networks ran with.
-    contrast_kept : the directional contrast the denoised repetitions keep (before
-        :func:`~noise2average.arrays.contrast.restore_contrast`), or None.
+    contrast_kept : the directional contrast the output keeps before
+        :func:`~noise2average.arrays.contrast.restore_contrast`: measured on the denoised
+        repetitions, or, after an output tuning, on a recorrupted pass of the tuned networks;
+        or None.
     """
 
     output: np.ndarray
@@ -150,15 +152,57 @@ class _Shell:
     label: str
 
 
+def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> list:
+    """Per volume of the shell, what :func:`~noise2average.output_tuning.tune_on_average`
+    needs: the normalized average, its noise probe (the repetitions' signed difference, the
+    contrast they do not share removed), the Rician bias at one repetition's noise SD for the
+    signal ``estimate`` (the mean of the denoised repetitions) and the local noise SD."""
+    from .arrays.noise import difference_probe, local_sd, remove_anatomy, rician_bias
+    from .output_tuning import SureInputs
+
+    n, data = len(shell.reps), []
+    for v, norm in enumerate(shell.norms):
+        average = shell.average[..., v]
+        probe = remove_anatomy(difference_probe([r[..., v] for r in shell.reps]), average)
+        sd = local_sd(probe)
+        bias = np.where(mask, rician_bias(estimate[..., v], sd * np.sqrt(n)), 0)
+        scale = np.float32(norm.std)
+        data.append(SureInputs(norm.forward(average)[None], (probe / scale)[None],
+                               (bias / scale).astype(np.float32)[None], sd))
+    return data
+
+
+def _tune_on_average(model, shell: _Shell, data: list, mask: np.ndarray, config, policy,
+                     progress) -> dict:
+    """Tune ``model`` on the shell's average by ``config.tuning_objective``, patches drawn
+    from all its volumes (:mod:`noise2average.output_tuning`; no held-out slab: the budget
+    is fixed). Returns the record's entries."""
+    from .output_tuning import TuningSettings, tune_on_average
+
+    steps = config.tuning_steps(policy.hardware)
+    settings = TuningSettings(steps, config.output_tuning_lr, config.patch_size,
+                              config.batch_size, config.seed, steps,
+                              model.config.receptive_radius, config.block_size,
+                              objective=config.tuning_objective,
+                              alpha=config.output_tuning_alpha,
+                              schedule=config.output_tuning_schedule)
+    bar, tick = _bar(progress, steps, f"tune {shell.label} on the average")
+    record = tune_on_average(model, data, mask, None, policy, settings,
+                             progress=(lambda n, loss: tick()) if tick else None)
+    if bar:
+        bar.close()
+    return record
+
+
 def _iterate(model, base_state: dict, shell: _Shell, mask: np.ndarray, config, policy,
-             progress, fine_tune: bool) -> tuple[np.ndarray, list[np.ndarray], list[dict]]:
-    """The Noise2Average iterations (or one pass of another strategy) on one shell's volumes,
-    then the output pass: its output, denoised repetitions and one record per iteration.
-    Without ``fine_tune`` the initial network makes one pass (as ``method='pretrained'``)."""
+             progress, train: bool) -> tuple[np.ndarray, list[np.ndarray], list[dict]]:
+    """The Noise2Average iterations (or one pass of another strategy) on one shell's volumes:
+    the mean of the denoised repetitions, the denoised repetitions and one record per
+    iteration. Without ``train`` the initial network makes one pass (as
+    ``method='pretrained'``)."""
     from .nn.engine import fit
     from .nn.patches import PatchSampler
 
-    train = config.strategy != "pretrained" and fine_tune
     train_axes, flips = flip_axes(config, train)
     # with the output from the average, the repetitions' passes only form targets: no flips
     rep_flips = None if config.from_average else flips
@@ -193,13 +237,68 @@ def _iterate(model, base_state: dict, shell: _Shell, mask: np.ndarray, config, p
         current = np.mean(denoised, axis=0, dtype=np.float64).astype(np.float32)
         rec["infer_seconds"] = round(time.perf_counter() - t0, 2)
         history.append(rec)
-    if config.from_average:
+    return current, denoised, history
+
+
+@dataclass
+class _Output:
+    """The output pass of one shell: its output and, for a tuned network, the probe (in the
+    series' units) and the network's output on the average plus ``alpha`` times it."""
+
+    output: np.ndarray
+    probe: np.ndarray | None = None
+    probed: np.ndarray | None = None
+
+
+def _output_pass(model, shell: _Shell, estimate: np.ndarray, mask: np.ndarray, config,
+                 policy, progress, train: bool, tune: bool, record: dict) -> _Output:
+    """The network on the shell's average; with ``tune`` tuned on that average first
+    (``record`` takes its entries), then all 8 flips (the tuning's patches flip along every
+    axis), and one more pass without flips on a recorrupted average (average + alpha x a
+    probe moved across the volume), from which the contrast the output keeps is measured
+    (:func:`~noise2average.arrays.contrast.contrast_kept_by_pairs`)."""
+    from .arrays.noise import probe_moved
+
+    _, flips = flip_axes(config, train)
+    if not tune:
         bar, tick = _bar(progress, len(shell.norms), f"output pass {shell.label}")
-        current = apply_by_volume(model, shell.average, shell.norms, mask, policy,
-                                  config.block_size, flips, tick)
+        out = apply_by_volume(model, shell.average, shell.norms, mask, policy,
+                              config.block_size, flips, tick)
         if bar:
             bar.close()
-    return current, denoised, history
+        return _Output(out)
+    data = _tuning_inputs(shell, estimate, mask)
+    record |= _tune_on_average(model, shell, data, mask, config, policy, progress)
+    flips = (0, 1, 2) if config.flip and config.output_flips == "all" else flips
+    probe = np.stack([probe_moved(d.probe[0] * np.float32(norm.std), d.sd,
+                                  mask.shape[0] // 2, 0)
+                      for d, norm in zip(data, shell.norms)], axis=-1)
+    bar, tick = _bar(progress, 2 * len(shell.norms), f"output pass {shell.label}")
+    out = apply_by_volume(model, shell.average, shell.norms, mask, policy, config.block_size,
+                          flips, tick)
+    probed = apply_by_volume(model, shell.average + config.output_tuning_alpha * probe,
+                             shell.norms, mask, policy, config.block_size, None, tick)
+    if bar:
+        bar.close()
+    return _Output(out, probe, probed)
+
+
+def _output_contrast_kept(average: np.ndarray, output: np.ndarray,
+                          tuned: list[tuple[np.ndarray, _Output]], b0: np.ndarray,
+                          mask: np.ndarray, alpha: float) -> float | None:
+    """The directional contrast that the output of tuned networks keeps, from recorrupted
+    pairs: the tuned networks' pass on average + alpha p against the witness
+    average - p / alpha, whose noise is independent of that input's (the shells that were not
+    tuned enter with p = 0 and their output)."""
+    from .arrays.contrast import contrast_kept_by_pairs
+
+    probe = np.zeros_like(average)
+    probed = output.copy()
+    for idx, out in tuned:
+        probe[..., idx] = out.probe
+        probed[..., idx] = out.probed
+    return contrast_kept_by_pairs([(probed, average + alpha * probe, average - probe / alpha)],
+                                  b0, mask)
 
 
 def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.ndarray,
@@ -249,7 +348,7 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
     shells = np.asarray(shells, int)
     output = np.empty_like(average)
     denoised = [np.empty_like(r) for r in reps]
-    history = []
+    history, tuned = [], []
     for k in np.unique(shells):
         idx = np.flatnonzero(shells == k)
         model.load_state_dict(base_state)
@@ -260,15 +359,26 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
         # noise to learn from: the initial network denoises them as it is
         differ = any(not np.array_equal(r[mask], shell.reps[0][mask]) for r in shell.reps[1:])
-        out_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress,
-                                      differ)
-        output[..., idx] = out_k
+        train = differ and config.strategy != "pretrained"
+        mean_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress,
+                                       train)
+        output[..., idx] = mean_k
+        if config.from_average:
+            out_k = _output_pass(model, shell, mean_k, mask, config, policy, progress, train,
+                                 differ and config.asks_for_tuning, hist[-1])
+            output[..., idx] = out_k.output
+            if out_k.probe is not None:
+                tuned.append((idx, out_k))
         for d, dk in zip(denoised, den_k):
             d[..., idx] = dk
-        history.append({"shell": label, "volumes": idx.tolist(), "fine_tuned": differ
-                        and config.strategy != "pretrained", "iterations": hist})
+        history.append({"shell": label, "volumes": idx.tolist(), "fine_tuned": train,
+                        "iterations": hist})
     b0 = shells < 0
-    kept = contrast_kept(denoised, reps, b0, mask)
+    if tuned:
+        kept = _output_contrast_kept(average, output, tuned, b0, mask,
+                                     config.output_tuning_alpha)
+    else:
+        kept = contrast_kept(denoised, reps, b0, mask)
     output = restore_contrast(output, b0, mask, kept)
     return VolumeRun(output, denoised, series_uncertainty(denoised, mask), history,
                      policy.describe(), kept)

@@ -30,16 +30,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .arrays.noise import probe_moved
 from .nn.device import Policy
 from .nn.engine import denoise_volume, fit, train_mode
 from .nn.losses import masked_mse, sure_loss
-from .nn.patches import RecorruptedPatchSampler, SurePatchSampler
+from .nn.patches import MixedSampler, RecorruptedPatchSampler, SurePatchSampler
 
 #: SURE's finite-difference step, in units of the noise probe (whose SD is the average's noise
 #: SD): small enough for the network to be linear over it, large enough for fp32
@@ -72,18 +73,17 @@ class TuningSettings:
     objective: str = "sure"
     #: the recorrupted pairs' probe weight (``r2r``)
     alpha: float = 0.5
+    #: the learning-rate schedule (:func:`~noise2average.nn.engine.fit`)
+    schedule: str = "constant"
 
 
 def probe_from_elsewhere(probe: np.ndarray, sd: np.ndarray, slab: tuple[slice, ...]
                          ) -> np.ndarray:
     """``probe`` (C, X, Y, Z) moved along the slab's axis by twice the slab's thickness plus 8
-    voxels (wrapping round the volume), rescaled to the local SD where it lands: a draw of
-    the noise in the slab that is independent of the slab's own noise."""
+    voxels (:func:`~noise2average.arrays.noise.probe_moved`): a draw of the noise in the slab
+    that is independent of the slab's own noise."""
     axis = next(a for a, s in enumerate(slab) if s != slice(None))
-    shift = 2 * (slab[axis].stop - slab[axis].start) + 8
-    sd = np.maximum(sd, 1e-3 * float(sd.max()) + 1e-12)
-    moved = np.roll(probe, shift, axis=axis + 1)
-    return (moved * (sd / np.roll(sd, shift, axis=axis))[None]).astype(np.float32)
+    return probe_moved(probe, sd, 2 * (slab[axis].stop - slab[axis].start) + 8, axis)
 
 
 def sure_score(model: torch.nn.Module, data: SureInputs, probe: np.ndarray,
@@ -103,32 +103,46 @@ def sure_score(model: torch.nn.Module, data: SureInputs, probe: np.ndarray,
     return float(terms.astype(np.float64).sum(0).mean())
 
 
-def _objective(data: SureInputs, train_mask: np.ndarray, policy: Policy,
-               settings: TuningSettings) -> tuple:
-    """(sampler, loss, policy) of ``settings.objective``. SURE runs in fp32: the finite
-    difference of ``SURE_EPS`` probes is below bf16's resolution; recorrupted pairs have no
-    such difference and keep the policy's precision (bf16 halves a CPU step where it is
-    native)."""
+def _sampler(data: SureInputs, train_mask: np.ndarray, settings: TuningSettings):
+    """The patch sampler of ``settings.objective`` on one image."""
     if settings.objective == "r2r":
-        sampler = RecorruptedPatchSampler(data.image, data.probe, data.sd, train_mask,
-                                          settings.patch, settings.batch,
-                                          alpha=settings.alpha, bias=data.bias)
+        return RecorruptedPatchSampler(data.image, data.probe, data.sd, train_mask,
+                                       settings.patch, settings.batch, alpha=settings.alpha,
+                                       bias=data.bias)
+    return SurePatchSampler(data.image, data.probe, data.sd, train_mask, settings.patch,
+                            settings.batch, eps=SURE_EPS, bias=data.bias)
+
+
+def _objective(data: Sequence[SureInputs], train_mask: np.ndarray, policy: Policy,
+               settings: TuningSettings) -> tuple:
+    """(sampler, loss, policy) of ``settings.objective``; with several images each batch
+    comes from one of them. SURE runs in fp32: the finite difference of ``SURE_EPS`` probes
+    is below bf16's resolution; recorrupted pairs have no such difference and keep the
+    policy's precision (bf16 halves a CPU step where it is native)."""
+    samplers = [_sampler(d, train_mask, settings) for d in data]
+    sampler = samplers[0] if len(samplers) == 1 else MixedSampler(samplers)
+    if settings.objective == "r2r":
         return sampler, masked_mse, policy
-    sampler = SurePatchSampler(data.image, data.probe, data.sd, train_mask, settings.patch,
-                               settings.batch, eps=SURE_EPS, bias=data.bias)
     return (sampler, functools.partial(sure_loss, eps=SURE_EPS),
             dataclasses.replace(policy, dtype=None))
 
 
-def tune_on_average(model: torch.nn.Module, data: SureInputs, train_mask: np.ndarray,
+def tune_on_average(model: torch.nn.Module, data: SureInputs | Sequence[SureInputs],
+                    train_mask: np.ndarray,
                     heldout: tuple[np.ndarray, np.ndarray, tuple[slice, ...]] | None,
                     policy: Policy, settings: TuningSettings,
                     progress: Callable[[int, float], None] | None = None) -> dict:
     """Tune ``model`` in place on patches of ``train_mask`` by ``settings.objective``; with
     ``heldout`` (region, scored voxels, slab) keep the weights that score best there by SURE
-    (fp32, whatever the objective). Returns the record."""
+    (fp32, whatever the objective). ``data`` may hold several images that share the mask
+    (the volumes of a diffusion shell); the held-out slab scores one image only. Returns the
+    record."""
+    images = [data] if isinstance(data, SureInputs) else list(data)
+    if heldout is not None and len(images) != 1:
+        raise ValueError("the held-out slab scores the tuning on one image")
+    data = images[0]
     fp32 = dataclasses.replace(policy, dtype=None)
-    sampler, loss_fn, train_policy = _objective(data, train_mask, policy, settings)
+    sampler, loss_fn, train_policy = _objective(images, train_mask, policy, settings)
     scores: dict[str, float] = {}
     best: dict = {}
     check_seconds = 0.0
@@ -153,7 +167,7 @@ def tune_on_average(model: torch.nn.Module, data: SureInputs, train_mask: np.nda
         slab_probe = probe_from_elsewhere(data.probe, data.sd, slab)
         check(0)
     state = fit(model, sampler, settings.steps, settings.lr, train_policy, seed=settings.seed,
-                freeze_bn=True, loss_fn=loss_fn,
+                schedule=settings.schedule, freeze_bn=True, loss_fn=loss_fn,
                 on_step=on_step if heldout is not None else None, progress=progress)
     record = {"output_tuning": settings.objective,
               "output_tuning_seconds": round(state.seconds, 2),

@@ -30,9 +30,6 @@ ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-l
 # repetition: below it the magnitude (Rician) noise has a mean that fine-tuned networks learn
 # from their noisy targets and the pre-trained one removes, so dark voxels favour the former.
 SCORE_MIN_SNR = 3.0
-# steps between two SURE scores of the output tuning on the held-out slab
-OUTPUT_TUNING_CHECK_EVERY = 200
-
 
 @dataclass
 class DenoiseResult:
@@ -740,25 +737,26 @@ class _LearnedRun:
         pairs or Monte-Carlo SURE (``output_tuning``, :mod:`noise2average.output_tuning`);
         the record's entries. The probe keeps no contrast difference between the repetitions
         (echoes, :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local
-        noise SD; the Rician bias is that of the untuned network's estimate (one pass without
-        flips) at one repetition's SD; the held-out slab, when there is one, picks the kept
-        step."""
+        noise SD; the Rician bias is that of the kept iteration's result at one repetition's
+        SD; the held-out slab, when there is one, scores the network
+        ``output_tuning_checks`` times and picks the kept step."""
         from .output_tuning import SureInputs, TuningSettings, tune_on_average
 
         config, scale = self.config, np.float32(norm.std)
         probe = remove_anatomy(difference_probe(aligned), mean_in)
         sd = local_sd(probe)  # the average's; one repetition's is sqrt(N) times it
-        estimate = self.apply(mean_in, norm, self.mask, None, None)
-        bias = np.where(self.mask, rician_bias(estimate, sd * np.sqrt(len(aligned))), 0)
+        # the kept iteration's result is in the average's frame: no extra pass for the bias
+        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(len(aligned))), 0)
         data = SureInputs(channels_first(norm.forward(mean_in)),
                           channels_first(probe / scale),
                           channels_first((bias / scale).astype(np.float32)), sd)
         steps = config.tuning_steps(self.policy.hardware)
         settings = TuningSettings(steps, config.output_tuning_lr,
                                   config.patch_size, config.batch_size, config.seed,
-                                  OUTPUT_TUNING_CHECK_EVERY, self.radius, config.block_size,
-                                  objective=config.tuning_objective,
-                                  alpha=config.output_tuning_alpha)
+                                  -(-steps // config.output_tuning_checks), self.radius,
+                                  config.block_size, objective=config.tuning_objective,
+                                  alpha=config.output_tuning_alpha,
+                                  schedule=config.output_tuning_schedule)
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:

@@ -360,7 +360,7 @@ def run_denoise_dwi(reps, output, bvals, bvecs, mask=None, *, group_size: int = 
         "model": model_id,
         "mask": "given" if mask_arr is not None else "automatic head mask of the mean b0",
         "noise_sigma_estimate": result.sigma,
-        # from the repetitions (arrays.contrast.contrast_kept): under 1, FA comes out biased low
+        # from the repetitions (arrays.contrast): under 1, FA comes out biased low
         "directional_contrast_kept": result.contrast_kept,
         # dwi_mode='volumes' spreads the output's contrast by 1 / kept (arrays.contrast)
         "directional_contrast_restored": result.contrast_restored,
@@ -394,7 +394,7 @@ def dwi_summary(out: Path, record: dict, result, report: Path | None) -> str:
     if result.contrast_kept is not None:
         then = ("; the output's contrast is restored by 1 / that share"
                 if result.contrast_restored else "; below 100 %, FA is biased low")
-        lines.append(f"  contrast: the denoised repetitions keep "
+        lines.append(f"  contrast: the denoising keeps "
                      f"{100 * result.contrast_kept:.1f} % of the contrast between diffusion "
                      f"directions (estimated from the repetitions{then})")
     if report is not None:

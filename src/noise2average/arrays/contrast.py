@@ -2,7 +2,9 @@
 
 Per voxel and DWI, the contrast is the attenuation S/S0 minus the voxel's mean attenuation.
 :func:`contrast_kept` measures, from N >= 2 repetitions and without the truth, the fraction of
-it a denoiser kept; :func:`restore_contrast` undoes a uniform shrinkage of it.
+it a denoiser kept, and :func:`contrast_kept_by_pairs` the same from any (output, input,
+witness) triples whose witness noise is independent of the input's (a recorrupted pair);
+:func:`restore_contrast` undoes a uniform shrinkage of it.
 """
 
 from __future__ import annotations
@@ -39,9 +41,23 @@ def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0
     when the series has no DWI, the mask is empty or the repetitions share no contrast (pure
     noise).
     """
+    if len(reps) < 2:
+        return None
+    return contrast_kept_by_pairs([(d, reps[k], reps[j]) for k, d in enumerate(denoised)
+                                   for j in range(len(reps)) if j != k], b0, mask)
+
+
+def contrast_kept_by_pairs(triples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                           b0: np.ndarray, mask: np.ndarray) -> float | None:
+    """The contrast kept from (output, input, witness) triples: the output is the denoised
+    input, and the witness a noisy series whose noise is independent of the input's, so
+    that ``sum <c(output), c(witness)> / sum <c(input), c(witness)>`` leaves the noise out
+    (:func:`contrast_kept` takes the other repetitions as witnesses; the tuned diffusion
+    output a recorrupted pair). None when the series has no DWI or no b=0 volume, the mask
+    is empty or the witnesses share no contrast with the inputs."""
     b0 = np.asarray(b0, bool)
     mask = np.asarray(mask, bool)
-    if len(reps) < 2 or b0.all() or not b0.any() or not mask.any():
+    if not triples or b0.all() or not b0.any() or not mask.any():
         return None
     num = den = 0.0
     for x0 in range(0, mask.shape[0], 8):  # slabs of 8 slices bound the memory of a big series
@@ -49,13 +65,10 @@ def contrast_kept(denoised: Sequence[np.ndarray], reps: Sequence[np.ndarray], b0
         m = mask[sl]
         if not m.any():
             continue
-        noisy = [directional_contrast(r[sl], b0, m) for r in reps]
-        for k, d in enumerate(denoised):
-            ck = directional_contrast(d[sl], b0, m)
-            for j, cj in enumerate(noisy):
-                if j != k:
-                    num += float(np.vdot(ck, cj))
-                    den += float(np.vdot(noisy[k], cj))
+        for output, noisy, witness in triples:
+            cw = directional_contrast(witness[sl], b0, m)
+            num += float(np.vdot(directional_contrast(output[sl], b0, m), cw))
+            den += float(np.vdot(directional_contrast(noisy[sl], b0, m), cw))
     return num / den if den > 0 else None
 
 

@@ -159,6 +159,16 @@ def local_sd(image: np.ndarray, radius: float = 2.0) -> np.ndarray:
     return np.sqrt(ndimage.gaussian_filter(np.square(image, dtype=np.float32), radius))
 
 
+def probe_moved(probe: np.ndarray, sd: np.ndarray, shift: int, axis: int) -> np.ndarray:
+    """A noise ``probe`` (X, Y, Z, or C, X, Y, Z) moved by ``shift`` voxels along the spatial
+    ``axis`` (wrapping round the volume) and rescaled to the local noise SD ``sd`` (X, Y, Z)
+    where it lands: a draw of the noise that is independent of the noise where it is used."""
+    sd = np.maximum(sd, 1e-3 * float(sd.max()) + 1e-12)
+    lead = probe.ndim - sd.ndim
+    moved = np.roll(probe, shift, axis=axis + lead)
+    return (moved * (sd / np.roll(sd, shift, axis=axis))).astype(np.float32)
+
+
 def rician_mean(signal: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
     """The mean of a Rician magnitude with true ``signal`` (>= 0) and Gaussian SD ``sd``:
     sd sqrt(pi/2) L_1/2(-signal^2 / (2 sd^2)). The Laguerre function is written with

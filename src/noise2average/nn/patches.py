@@ -148,6 +148,19 @@ class RecorruptedPatchSampler(SurePatchSampler):
                 weights)
 
 
+class MixedSampler:
+    """Each batch from one of several samplers, chosen at random (the volumes of a diffusion
+    shell, each an image of its own with its own normalization, noise probe and bias)."""
+
+    def __init__(self, samplers: Sequence[Callable[[np.random.Generator], Batch]]) -> None:
+        if not samplers:
+            raise ValueError("MixedSampler needs at least one sampler")
+        self.samplers = list(samplers)
+
+    def __call__(self, rng: np.random.Generator) -> Batch:
+        return self.samplers[int(rng.integers(len(self.samplers)))](rng)
+
+
 def block_grid(box: Sequence[slice], block: int, overlap: int) -> Iterator[tuple[slice, ...]]:
     """Cores tiling ``box``: per axis the fewest cores of at most ``block`` voxels that overlap
     by at least ``overlap``, all of one balanced length (less padding work than fixed cubes)."""
