@@ -14,10 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def directional_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(mask voxels, DWIs): attenuation S/S0 minus the voxel's mean attenuation."""
+def directional_contrast(series: np.ndarray, b0: np.ndarray, mask: np.ndarray,
+                         s0: np.ndarray | None = None) -> np.ndarray:
+    """(mask voxels, DWIs): attenuation S/S0 minus the voxel's mean attenuation; S0 is the
+    series' mean b=0 signal, or ``s0`` (mask voxels) when given."""
     s = series[mask].astype(np.float64)
-    att = s[:, ~b0] / np.maximum(s[:, b0].mean(1, keepdims=True), 1e-6)
+    if s0 is None:
+        s0 = s[:, b0].mean(1)
+    att = s[:, ~b0] / np.maximum(s0, 1e-6)[:, None]
     return att - att.mean(1, keepdims=True)
 
 
@@ -53,8 +57,11 @@ def contrast_kept_by_pairs(triples: Sequence[tuple[np.ndarray, np.ndarray, np.nd
     input, and the witness a noisy series whose noise is independent of the input's, so
     that ``sum <c(output), c(witness)> / sum <c(input), c(witness)>`` leaves the noise out
     (:func:`contrast_kept` takes the other repetitions as witnesses; the tuned diffusion
-    output a recorrupted pair). None when the series has no DWI or no b=0 volume, the mask
-    is empty or the witnesses share no contrast with the inputs."""
+    output a recorrupted pair). All three are divided by the output's S0: a noisy S0 shared
+    by the input and the witness (the common b=0 of ``n2a dti-split``'s subsets) would
+    otherwise inflate the denominator by about 3 / SNR^2 and the restoration with it. None
+    when the series has no DWI or no b=0 volume, the mask is empty or the witnesses share no
+    contrast with the inputs."""
     b0 = np.asarray(b0, bool)
     mask = np.asarray(mask, bool)
     if not triples or b0.all() or not b0.any() or not mask.any():
@@ -66,9 +73,10 @@ def contrast_kept_by_pairs(triples: Sequence[tuple[np.ndarray, np.ndarray, np.nd
         if not m.any():
             continue
         for output, noisy, witness in triples:
-            cw = directional_contrast(witness[sl], b0, m)
-            num += float(np.vdot(directional_contrast(output[sl], b0, m), cw))
-            den += float(np.vdot(directional_contrast(noisy[sl], b0, m), cw))
+            s0 = output[sl][m][:, b0].astype(np.float64).mean(1)
+            cw = directional_contrast(witness[sl], b0, m, s0)
+            num += float(np.vdot(directional_contrast(output[sl], b0, m, s0), cw))
+            den += float(np.vdot(directional_contrast(noisy[sl], b0, m, s0), cw))
     return num / den if den > 0 else None
 
 
