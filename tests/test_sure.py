@@ -181,6 +181,13 @@ def test_output_tuning_is_validated():
     assert DenoiseConfig(steps=7, output_tuning="sure").tuning_steps("cpu-bf16") == 14
     assert DenoiseConfig().tuning_objective == "r2r"
     assert DenoiseConfig(output_tuning="sure").tuning_objective == "sure"
+    # each objective's schedule as measured, unless one is named
+    assert DenoiseConfig().tuning_schedule == "cosine"
+    assert DenoiseConfig(output_tuning="sure").tuning_schedule == "constant"
+    assert DenoiseConfig(output_tuning_schedule="cosine", output_tuning="sure"
+                         ).tuning_schedule == "cosine"
+    with pytest.raises(InputError, match="output_tuning_schedule"):
+        DenoiseConfig(output_tuning_schedule="step")
     with pytest.raises(InputError, match="output_tuning_alpha"):
         DenoiseConfig(output_tuning_alpha=0)
     assert DenoiseConfig(steps=7, output_tuning_steps=5).tuning_steps("cuda") == 5
@@ -201,12 +208,12 @@ def test_auto_tunes_the_default_method_only():
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning="auto")
     tuned = denoise(reps, mask, base).history[-1]
-    # fp32 on a CPU: three steps per fine-tuning step; five checks at most, every
-    # ceil(6 / 5) = 2 steps, after the untuned network's score
-    assert tuned["output_tuning"] == "r2r" and tuned["output_tuning_kept_step"] in (0, 2, 4, 6)
-    assert set(tuned["output_tuning_scores"]) == {"0", "2", "4", "6"}
-    once = denoise(reps, mask, base.replace(output_tuning_checks=1)).history[-1]
-    assert set(once["output_tuning_scores"]) == {"0", "6"}
+    # fp32 on a CPU: three steps per fine-tuning step; by default the slab scores the
+    # untuned and the last step, with five checks every ceil(6 / 5) = 2 steps
+    assert tuned["output_tuning"] == "r2r" and tuned["output_tuning_kept_step"] in (0, 6)
+    assert set(tuned["output_tuning_scores"]) == {"0", "6"}
+    five = denoise(reps, mask, base.replace(output_tuning_checks=5)).history[-1]
+    assert set(five["output_tuning_scores"]) == {"0", "2", "4", "6"}
     for method in ("n2n", "pretrained"):
         config = base.replace(method=method, output_from="average")
         assert "output_tuning" not in denoise(reps, mask, config).history[-1]

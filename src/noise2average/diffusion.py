@@ -348,7 +348,7 @@ def denoise_dwi(reps: Sequence[np.ndarray], bvals, bvecs, mask: np.ndarray | Non
         out = np.where(mask[..., None], run.output, keep).astype(np.float32)
         return DwiResult(out, run.denoised, mask, sigma, nmap, None, run.uncertainty,
                          run.history, config, run.compute, run.contrast_kept,
-                         contrast_restored=run.contrast_kept is not None)
+                         contrast_restored=run.contrast_restored)
     base = init_model if init_model is not None else initial_dwi_model(config, group_size)
     if base.config.in_channels != group_size:
         raise InputError(f"the initial model takes {base.config.in_channels} channels, the "

@@ -14,9 +14,12 @@ strategies are those of :mod:`noise2average.nn.strategies`, volume by volume; No
 iterates, each iteration training towards the previous one's average of the denoised
 repetitions. With ``output_from='average'`` (the default of ``n2a-aligned``) the last
 network denoises the average of the repetitions once more, with flip averaging, and that is
-the output, as for 3D images. A spatial denoiser still keeps slightly less than all of the
-contrast between directions; :func:`~noise2average.arrays.contrast.restore_contrast` undoes
-the shrinkage measured on the denoised repetitions.
+the output, as for 3D images; for ``n2a-aligned`` (``output_tuning='auto'``) each shell's
+network is first tuned on that average by recorrupted pairs
+(:mod:`noise2average.output_tuning`, patches from all the shell's volumes). A spatial
+denoiser still keeps slightly less than all of the contrast between directions;
+:func:`~noise2average.arrays.contrast.restore_contrast` undoes the shrinkage, measured on
+the denoised repetitions or, after the tuning, on a recorrupted pass of the tuned network.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class VolumeRun:
         :func:`~noise2average.arrays.contrast.restore_contrast`: measured on the denoised
         repetitions, or, after an output tuning, on a recorrupted pass of the tuned networks;
         or None.
+    contrast_restored : whether the output's contrast was spread by ``1 / contrast_kept``:
+        not when a shell's repetitions are one image (``n2a dti-split``'s shared b=0). The
+        subsets' DWIs are tensor fits through that shared b=0, so part of their noise is
+        common to both, looks like contrast to the estimate and is spread with it
+        (docs/benchmarks.md, "Volume by volume").
     """
 
     output: np.ndarray
@@ -57,6 +65,7 @@ class VolumeRun:
     history: list[dict] = field(default_factory=list)
     compute: str = ""
     contrast_kept: float | None = None
+    contrast_restored: bool = False
 
 
 def volume_norms(average: np.ndarray, mask: np.ndarray) -> list[Norm]:
@@ -152,6 +161,14 @@ class _Shell:
     label: str
 
 
+def _tunes(config) -> bool:
+    """Whether the output pass is tuned on the average: ``output_tuning`` names an
+    objective, or is ``auto`` and the method is ``n2a-aligned`` (the comparison methods stay
+    what they are named)."""
+    return config.asks_for_tuning or (config.output_tuning == "auto"
+                                      and config.method == "n2a-aligned")
+
+
 def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> list:
     """Per volume of the shell, what :func:`~noise2average.output_tuning.tune_on_average`
     needs: the normalized average, its noise probe (the repetitions' signed difference, the
@@ -185,7 +202,7 @@ def _tune_on_average(model, shell: _Shell, data: list, mask: np.ndarray, config,
                               model.config.receptive_radius, config.block_size,
                               objective=config.tuning_objective,
                               alpha=config.output_tuning_alpha,
-                              schedule=config.output_tuning_schedule)
+                              schedule=config.tuning_schedule)
     bar, tick = _bar(progress, steps, f"tune {shell.label} on the average")
     record = tune_on_average(model, data, mask, None, policy, settings,
                              progress=(lambda n, loss: tick()) if tick else None)
@@ -325,7 +342,8 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
         ``patch_size``, ``batch_size``, ``restart``, ``flip``, ``train_flips``,
         ``output_flips``, ``lr_axis``, ``block_size``, ``output_from``, ``first_target``,
-        ``init``, the runtime fields and ``seed``; the iterations are not scored on a
+        ``init``, ``output_tuning`` and its settings, the runtime fields and ``seed``;
+        the iterations and the tuning are not scored on a
         held-out slab (all ``iterations`` run). The repetitions are not registered (a DWI
         series is corrected for motion and distortion before, with the user's tools).
     reference
@@ -348,7 +366,7 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
     shells = np.asarray(shells, int)
     output = np.empty_like(average)
     denoised = [np.empty_like(r) for r in reps]
-    history, tuned = [], []
+    history, tuned, independent = [], [], True
     for k in np.unique(shells):
         idx = np.flatnonzero(shells == k)
         model.load_state_dict(base_state)
@@ -359,13 +377,14 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
         # noise to learn from: the initial network denoises them as it is
         differ = any(not np.array_equal(r[mask], shell.reps[0][mask]) for r in shell.reps[1:])
+        independent &= differ
         train = differ and config.strategy != "pretrained"
         mean_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress,
                                        train)
         output[..., idx] = mean_k
         if config.from_average:
             out_k = _output_pass(model, shell, mean_k, mask, config, policy, progress, train,
-                                 differ and config.asks_for_tuning, hist[-1])
+                                 differ and _tunes(config), hist[-1])
             output[..., idx] = out_k.output
             if out_k.probe is not None:
                 tuned.append((idx, out_k))
@@ -379,6 +398,8 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
                                      config.output_tuning_alpha)
     else:
         kept = contrast_kept(denoised, reps, b0, mask)
-    output = restore_contrast(output, b0, mask, kept)
+    restored = kept is not None and independent
+    if restored:
+        output = restore_contrast(output, b0, mask, kept)
     return VolumeRun(output, denoised, series_uncertainty(denoised, mask), history,
-                     policy.describe(), kept)
+                     policy.describe(), kept, restored)

@@ -756,7 +756,7 @@ class _LearnedRun:
                                   -(-steps // config.output_tuning_checks), self.radius,
                                   config.block_size, objective=config.tuning_objective,
                                   alpha=config.output_tuning_alpha,
-                                  schedule=config.output_tuning_schedule)
+                                  schedule=config.tuning_schedule)
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:
