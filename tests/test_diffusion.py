@@ -258,6 +258,8 @@ def test_cli_denoises_a_4d_pair_with_its_gradient_table(dwi_files):
     assert side["group_size"] is None and len(side["history"]) == 2  # b=0 and one shell
     assert 0 < side["directional_contrast_kept"] < 2  # a learned method: measured
     assert side["directional_contrast_restored"] is True
+    # each shell's network tuned on its average before the output pass (output_tuning auto)
+    assert all(h["iterations"][-1]["output_tuning"] == "r2r" for h in side["history"])
     assert (d / "out" / "dwi_n2a.bval").read_text() == (d / "dwi.bval").read_text()
     assert (d / "out" / "dwi_n2a.bvec").read_text() == (d / "dwi.bvec").read_text()
     assert not (d / "out" / "dwi_n2a.ckpt").exists()
