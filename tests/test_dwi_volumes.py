@@ -127,7 +127,8 @@ def test_output_tuning_tunes_each_shell_on_its_average(series):
     shared = [reps[0], reps[1].copy()]
     shared[1][..., b0] = reps[0][..., b0]  # a shell with no noise to tune on
     base = dict(method="n2a-aligned", steps=4, iterations=1, threads=1, patch_size=16,
-                block_size=32, outside="zero", precision="fp32", output_tuning_steps=60)
+                block_size=32, outside="zero", precision="fp32", output_tuning_steps=30,
+                output_flips="lr")  # two flips in the output pass instead of eight: faster
     untuned = denoise_dwi(shared, ph.bvals, ph.bvecs, mask,
                           DenoiseConfig(**base, output_tuning="none"))
     tuned = denoise_dwi(shared, ph.bvals, ph.bvecs, mask,
@@ -140,7 +141,7 @@ def test_output_tuning_tunes_each_shell_on_its_average(series):
     dwis = ~b0
     gain = (_psnr(tuned.output[..., dwis], ph.dwi[..., dwis], mask)
             - _psnr(untuned.output[..., dwis], ph.dwi[..., dwis], mask))
-    assert gain > 1.0, gain  # measured: 3.1 dB (60 tuning steps after 4 fine-tuning steps)
+    assert gain > 1.0, gain  # measured: 2.9 dB (30 tuning steps after 4 fine-tuning steps)
     # the contrast kept is estimated on a recorrupted pass of the tuned network; with a b=0
     # image the repetitions share it is not restored, and restoring it brings the output's
     # contrast between directions nearer to the truth's
