@@ -185,7 +185,7 @@ class DenoiseConfig:
         untuned network the held-out slab scores it (evenly spaced, the last at the last
         step; 1: the tuned network against the untuned one). The default pair, measured
         against a constant rate with five checks on protocol v1, scores within -0.08 to
-        +0.16 dB on every case for 10-25 % less tuning time (docs/benchmarks.md, "The
+        +0.16 dB on every case for 4-25 % less tuning time (docs/benchmarks.md, "The
         default against BM4D").
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
