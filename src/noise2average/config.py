@@ -307,6 +307,14 @@ class DenoiseConfig:
         return self.output_tuning in TUNING_OBJECTIVES
 
     @property
+    def wants_tuning(self) -> bool:
+        """Whether the output pass is tuned where tuning applies: ``output_tuning`` names an
+        objective, or is ``auto`` and the method is ``n2a-aligned`` (the comparison methods
+        stay what they are named)."""
+        return self.asks_for_tuning or (self.output_tuning == "auto"
+                                        and self.method == "n2a-aligned")
+
+    @property
     def tuning_objective(self) -> str:
         """The output tuning's objective: ``output_tuning`` with ``auto`` resolved to
         ``AUTO_TUNING_OBJECTIVE`` (whether ``auto`` tunes at all is the pipeline's call)."""

@@ -161,14 +161,6 @@ class _Shell:
     label: str
 
 
-def _tunes(config) -> bool:
-    """Whether the output pass is tuned on the average: ``output_tuning`` names an
-    objective, or is ``auto`` and the method is ``n2a-aligned`` (the comparison methods stay
-    what they are named)."""
-    return config.asks_for_tuning or (config.output_tuning == "auto"
-                                      and config.method == "n2a-aligned")
-
-
 def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> list:
     """Per volume of the shell, what :func:`~noise2average.output_tuning.tune_on_average`
     needs: the normalized average, its noise probe (the repetitions' signed difference, the
@@ -384,7 +376,7 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         output[..., idx] = mean_k
         if config.from_average:
             out_k = _output_pass(model, shell, mean_k, mask, config, policy, progress, train,
-                                 differ and _tunes(config), hist[-1])
+                                 differ and config.wants_tuning, hist[-1])
             output[..., idx] = out_k.output
             if out_k.probe is not None:
                 tuned.append((idx, out_k))

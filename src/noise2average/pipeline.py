@@ -362,9 +362,7 @@ class _LearnedRun:
                              "the output pass on the average: it needs 3D repetitions, a "
                              "network without a noise-map channel and output_from=average "
                              "(n2a-aligned)")
-        # 'auto': the product's method tunes; the comparison methods stay what they are named
-        self.tunes_output = config.asks_for_tuning or (
-            config.output_tuning == "auto" and tunable and config.method == "n2a-aligned")
+        self.tunes_output = tunable and config.wants_tuning
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
         self.base_state = copy.deepcopy(base.state_dict())
