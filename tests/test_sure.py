@@ -152,7 +152,7 @@ def test_output_tuning_lowers_the_error_of_the_output():
     # in a full-suite run (as in test_dwi_volumes); SURE's own steps always run in fp32, the
     # recorrupted pairs follow the policy
     base = DenoiseConfig(steps=3, iterations=1, patch_size=16, align="none", threads=1,
-                         precision="fp32", output_tuning_steps=400)
+                         precision="fp32", output_tuning_steps=200)
     bright = mask & (clean > 0.3)
     errors = {}
     for tuning in ("none", "sure", "r2r"):
@@ -188,6 +188,12 @@ def test_output_tuning_is_validated():
                          ).tuning_schedule == "cosine"
     with pytest.raises(InputError, match="output_tuning_schedule"):
         DenoiseConfig(output_tuning_schedule="step")
+    # and each objective's learning rate, unless one is named
+    assert DenoiseConfig().tuning_lr == 3e-4
+    assert DenoiseConfig(output_tuning="sure").tuning_lr == 1e-4
+    assert DenoiseConfig(output_tuning_lr=2e-4, output_tuning="sure").tuning_lr == 2e-4
+    with pytest.raises(InputError, match="output_tuning_lr"):
+        DenoiseConfig(output_tuning_lr=-1e-4)
     with pytest.raises(InputError, match="output_tuning_alpha"):
         DenoiseConfig(output_tuning_alpha=0)
     assert DenoiseConfig(steps=7, output_tuning_steps=5).tuning_steps("cuda") == 5
@@ -212,6 +218,8 @@ def test_auto_tunes_the_default_method_only():
     # untuned and the last step, with five checks every ceil(6 / 5) = 2 steps
     assert tuned["output_tuning"] == "r2r" and tuned["output_tuning_kept_step"] in (0, 6)
     assert set(tuned["output_tuning_scores"]) == {"0", "6"}
+    # the resolved budget and learning rate are recorded
+    assert tuned["output_tuning_steps"] == 6 and tuned["output_tuning_lr"] == 3e-4
     five = denoise(reps, mask, base.replace(output_tuning_checks=5)).history[-1]
     assert set(five["output_tuning_scores"]) == {"0", "2", "4", "6"}
     for method in ("n2n", "pretrained"):

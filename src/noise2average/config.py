@@ -33,6 +33,10 @@ AUTO_TUNING_OBJECTIVE = "r2r"
 #: cosine is measured on protocol v1 against its constant rate (-0.08 to +0.16 dB, 4-25 %
 #: less tuning time); SURE's 400 steps are measured at a constant rate only
 TUNING_SCHEDULES = {"r2r": "cosine", "sure": "constant"}
+#: each objective's peak learning rate under ``output_tuning_lr=0``: r2r's is measured on
+#: protocol v1 (1e-4 to 5e-4, docs/benchmarks.md "The default against BM4D"); SURE's noisy
+#: gradient loses with three times its 1e-4 ("Fine-tuning at the average's noise level")
+TUNING_LRS = {"r2r": 3e-4, "sure": 1e-4}
 # What `n2a benchmark` runs when --methods is not given.
 BENCHMARK_METHODS = ("average", "nlmeans", "aonlm", "bm4d", "pretrained", "n2n", "n2a", "n2a-aligned",
                      "supervised")
@@ -175,7 +179,8 @@ class DenoiseConfig:
     output_tuning_steps, output_tuning_lr, output_tuning_alpha
         Its optimizer steps (one 32^3 patch each; 0: ``TUNING_STEPS_PER_STEP`` x ``steps``,
         by objective and hardware: ``r2r`` 5 x on a CPU with bf16, 3 x on an fp32 CPU, 10 x on
-        a GPU; ``sure`` 2 x on a CPU, 6 x on a GPU), learning rate, and the
+        a GPU; ``sure`` 2 x on a CPU, 6 x on a GPU), peak learning rate (0: by objective,
+        ``TUNING_LRS``: 3e-4 for ``r2r``, 1e-4 for ``sure``), and the
         recorrupted pairs' probe weight alpha (input average + alpha probe, target average -
         probe / alpha).
     output_tuning_schedule, output_tuning_checks
@@ -219,7 +224,7 @@ class DenoiseConfig:
     holdout: float = 0.08
     output_tuning: str = "auto"
     output_tuning_steps: int = 0
-    output_tuning_lr: float = 1e-4
+    output_tuning_lr: float = 0.0
     output_tuning_alpha: float = 0.5
     output_tuning_schedule: str = "auto"
     output_tuning_checks: int = 1
@@ -246,9 +251,12 @@ class DenoiseConfig:
         if self.steps == 0 and self.method in ("n2a-aligned", "n2a", "n2n", "supervised"):
             raise InputError(f"method {self.method} with 0 steps would only apply the "
                              "pre-trained network; use --method pretrained for that")
-        for name in ("lr", "output_tuning_lr", "output_tuning_alpha"):
+        for name in ("lr", "output_tuning_alpha"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.output_tuning_lr >= 0:
+            raise InputError(f"output_tuning_lr must be >= 0 (0: by objective), got "
+                             f"{self.output_tuning_lr}")
         if not self.contrast_weight >= 0:
             raise InputError(f"contrast_weight must be >= 0, got {self.contrast_weight}")
         if self.sampling not in ("mask", "blocks"):
@@ -329,6 +337,12 @@ class DenoiseConfig:
         if self.output_tuning_schedule == "auto":
             return TUNING_SCHEDULES[self.tuning_objective]
         return self.output_tuning_schedule
+
+    @property
+    def tuning_lr(self) -> float:
+        """The output tuning's peak learning rate: ``output_tuning_lr``, or for 0 the
+        objective's (``TUNING_LRS``)."""
+        return self.output_tuning_lr or TUNING_LRS[self.tuning_objective]
 
     def tuning_steps(self, hardware: str) -> int:
         """The output tuning's steps on ``hardware`` (``cpu``, ``cpu-bf16``, ``cuda``:

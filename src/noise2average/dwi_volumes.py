@@ -189,7 +189,7 @@ def _tune_on_average(model, shell: _Shell, data: list, mask: np.ndarray, config,
     from .output_tuning import TuningSettings, tune_on_average
 
     steps = config.tuning_steps(policy.hardware)
-    settings = TuningSettings(steps, config.output_tuning_lr, config.patch_size,
+    settings = TuningSettings(steps, config.tuning_lr, config.patch_size,
                               config.batch_size, config.seed, steps,
                               model.config.receptive_radius, config.block_size,
                               objective=config.tuning_objective,

@@ -169,8 +169,8 @@ def tune_on_average(model: torch.nn.Module, data: SureInputs | Sequence[SureInpu
     state = fit(model, sampler, settings.steps, settings.lr, train_policy, seed=settings.seed,
                 schedule=settings.schedule, freeze_bn=True, loss_fn=loss_fn,
                 on_step=on_step if heldout is not None else None, progress=progress)
-    record = {"output_tuning": settings.objective,
-              "output_tuning_seconds": round(state.seconds, 2),
+    record = {"output_tuning": settings.objective, "output_tuning_steps": settings.steps,
+              "output_tuning_lr": settings.lr, "output_tuning_seconds": round(state.seconds, 2),
               "output_tuning_loss": round(float(np.mean(state.losses[-100:])), 6)}
     if best:
         model.load_state_dict(best["weights"])

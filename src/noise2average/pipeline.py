@@ -749,7 +749,7 @@ class _LearnedRun:
                           channels_first(probe / scale),
                           channels_first((bias / scale).astype(np.float32)), sd)
         steps = config.tuning_steps(self.policy.hardware)
-        settings = TuningSettings(steps, config.output_tuning_lr,
+        settings = TuningSettings(steps, config.tuning_lr,
                                   config.patch_size, config.batch_size, config.seed,
                                   -(-steps // config.output_tuning_checks), self.radius,
                                   config.block_size, objective=config.tuning_objective,
