@@ -6,7 +6,7 @@ restoration spreads the directional contrast by 1 / kept and is exactly invertib
 off where the repetitions share their b=0 image, the subset case).
 
     python benchmarks/dwi_volumes.py [--case apap|subset] [--phantom bundles|structure]
-        [--crop 48] [--set KEY=VALUE ...] [--threads 1]
+        [--crop 48] [--set KEY=VALUE ...] [--threads 1] [--save OUT.npy]
 
 Prints one JSON line per variant: the diffusion benchmark's scores (``bench.dwi.score``;
 diffusivities in 10^-3 mm^2/s), the contrast kept, whether the variant is the output as
@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+
+import numpy as np
 
 
 def main() -> None:
@@ -35,6 +37,8 @@ def main() -> None:
                     help="DenoiseConfig changes, as in n2a denoise")
     ap.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--save", metavar="OUT.npy",
+                    help="also write the output series as returned (X, Y, Z, V) to this file")
     args = ap.parse_args()
     case = probe_case(args.case, args.phantom, args.crop, args.work)
     changes = parse_settings(args.set, "--set")
@@ -45,6 +49,8 @@ def main() -> None:
     run = denoise_by_volume(case.reps, case.brain, shells, config)
     seconds = time.perf_counter() - t0
     kept = run.contrast_kept
+    if args.save:
+        np.save(args.save, run.output)
     # the output as returned, and the same with the other choice of restoration
     if run.contrast_restored:
         variants = {"restored": run.output,
