@@ -6,7 +6,8 @@ beside BM4D volume by volume on the same case (computed once and cached next to 
 - the two outputs with their b=0 volumes swapped (which part, b=0 or DWIs, makes the
   difference in FA);
 - the FA error split by the true FA, by white-matter interior against its one-voxel rim, and
-  into a smooth part (Gaussian, 1.5 voxels) and the high-frequency rest.
+  into a smooth part (Gaussian, 1.5 voxels) and the high-frequency rest; and the white-matter
+  RMS errors of the b=0 volumes, the DWIs (relative to the true signal) and the attenuation.
 
     python benchmarks/dwi_fa_error.py OUT.npy [--case apap] [--phantom bundles] [--crop 48]
 
@@ -61,6 +62,19 @@ def error_parts(case, fa: np.ndarray, wm: np.ndarray) -> dict:
     return out
 
 
+def signal_errors(case, series: np.ndarray, wm: np.ndarray) -> dict:
+    """White-matter RMS errors against the truth: b=0 and DWIs relative to the true signal,
+    and the attenuation S/S0 (each series divided by its own mean b=0)."""
+    b0 = case.bvals <= 50
+    out, clean = series[wm].astype(np.float64), case.clean[wm].astype(np.float64)
+    rel = (out - clean) / np.maximum(clean, 1e-6)
+    att = out[:, ~b0] / np.maximum(out[:, b0].mean(1, keepdims=True), 1e-6)
+    att_true = clean[:, ~b0] / np.maximum(clean[:, b0].mean(1, keepdims=True), 1e-6)
+    return {"rms_rel_b0": float(np.sqrt((rel[:, b0] ** 2).mean())),
+            "rms_rel_dwi": float(np.sqrt((rel[:, ~b0] ** 2).mean())),
+            "rms_attenuation": float(np.sqrt(((att - att_true) ** 2).mean()))}
+
+
 def main() -> None:
     from noise2average.bench.dwi import probe_case, score
 
@@ -94,7 +108,8 @@ def main() -> None:
                "MD_mae_wm": round(scores["MD_mae_wm"] * 1e3, 4),
                "psnr_dwi": round(scores["psnr_dwi"], 2)}
         if name in ("output", "bm4d", "average"):
-            row |= {k: round(v, 4) for k, v in error_parts(case, fa_map(case, series), wm).items()}
+            parts = error_parts(case, fa_map(case, series), wm) | signal_errors(case, series, wm)
+            row |= {k: round(v, 4) for k, v in parts.items()}
         print(json.dumps(row), flush=True)
 
 
