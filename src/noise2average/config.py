@@ -172,7 +172,7 @@ class DenoiseConfig:
         network without a noise-map channel, or diffusion series with ``dwi_mode='volumes'``,
         each shell on its own; ``output_from='average'``) and no comparison method; ``r2r``
         and ``sure`` ask for it and refuse where it does not apply. Measured on
-        protocol v1 with a bf16 CPU's 1000 steps: +0.54 dB on average over the untuned output
+        protocol v1 with a bf16 CPU's 1000 steps: +0.62 dB on average over the untuned output
         pass, above BM4D on the registered average in the six cases without echoes, and
         above SURE's 400 steps, which take more time (docs/benchmarks.md, "The default
         against BM4D").
