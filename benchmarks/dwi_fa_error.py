@@ -36,13 +36,6 @@ def bm4d_output(case, path: Path) -> np.ndarray:
     return np.load(path)
 
 
-def fa_map(case, series: np.ndarray) -> np.ndarray:
-    from noise2average.arrays.dti import dti_metrics, fit_tensor
-
-    return dti_metrics(fit_tensor(np.clip(series, 0, None), case.bvals, case.bvecs,
-                                  case.brain))["FA"]
-
-
 def error_parts(case, fa: np.ndarray, wm: np.ndarray) -> dict:
     """The white-matter FA error by true FA, interior / rim, smooth / high-frequency."""
     truth = case.metrics["FA"]
@@ -103,12 +96,12 @@ def main() -> None:
             "output DWIs + bm4d b=0": with_b0(ours, bm4d),
             "bm4d DWIs + output b=0": with_b0(bm4d, ours)}
     for name, series in rows.items():
-        scores, _ = score(case, series, "reps")
+        scores, metrics = score(case, series, "reps")
         row = {"row": name, "FA_mae_wm": round(scores["FA_mae_wm"], 4),
                "MD_mae_wm": round(scores["MD_mae_wm"] * 1e3, 4),
                "psnr_dwi": round(scores["psnr_dwi"], 2)}
         if name in ("output", "bm4d", "average"):
-            parts = error_parts(case, fa_map(case, series), wm) | signal_errors(case, series, wm)
+            parts = error_parts(case, metrics["FA"], wm) | signal_errors(case, series, wm)
             row |= {k: round(v, 4) for k, v in parts.items()}
         print(json.dumps(row), flush=True)
 
