@@ -153,3 +153,22 @@ def test_output_tuning_tunes_each_shell_on_its_average(series):
     with pytest.raises(InputError, match="dwi-mode volumes"):
         denoise_dwi(reps, ph.bvals, ph.bvecs, mask,
                     DenoiseConfig(**base, output_tuning="r2r", dwi_mode="groups"))
+
+
+def test_a_shell_denoised_in_its_principal_components(series):
+    ph, reps = series
+    mask = ph.brain_mask
+    cfg = DenoiseConfig(method="n2a-aligned", dwi_basis="components", steps=4, iterations=1,
+                        threads=1, patch_size=16, block_size=32, outside="zero",
+                        precision="fp32", output_tuning_steps=10, output_flips="lr")
+    res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)
+    b0_run, dwi_run = res.history
+    assert b0_run["basis"] == "directions" and dwi_run["basis"] == "components"
+    assert dwi_run["iterations"][-1]["output_tuning"] == "r2r"
+    # the output comes back as the DWIs as acquired, denoised
+    assert res.output.shape == reps[0].shape and np.all(res.output[~mask] == 0)
+    gain = _psnr(res.output, ph.dwi, mask) - _psnr(np.mean(reps, 0), ph.dwi, mask)
+    assert gain > 3.0, gain
+    assert 0.5 < res.contrast_kept < 1.05
+    with pytest.raises(InputError, match="dwi_basis"):
+        DenoiseConfig(dwi_basis="pca")

@@ -70,6 +70,11 @@ class DenoiseConfig:
         (:mod:`noise2average.dwi_volumes`); ``groups``, the
         diffusion network on groups of b0 + k - 1 DWIs (the paper's design, the shipped
         diffusion model).
+    dwi_basis
+        With ``dwi_mode='volumes'``: the volumes each shell's network denoises, its DWIs as
+        acquired (``directions``) or their principal components
+        (``components``, :mod:`noise2average.arrays.components`); the b=0 volumes are
+        denoised as acquired either way.
     contrast_weight
         Diffusion groups only: the extra weight of the directional contrast's error in the
         fine-tuning loss (:func:`noise2average.nn.losses.contrast_weighted_mse`); 0, the
@@ -202,6 +207,7 @@ class DenoiseConfig:
     lr: float = 2e-4
     schedule: str = "constant"
     dwi_mode: str = "volumes"
+    dwi_basis: str = "directions"
     contrast_weight: float = 0.0
     batch_size: int = 1
     patch_size: int = 32
@@ -271,6 +277,7 @@ class DenoiseConfig:
                               ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
                               ("dwi_mode", ("volumes", "groups")),
+                              ("dwi_basis", ("directions", "components")),
                               ("output_tuning", ("auto", "none", *TUNING_OBJECTIVES)),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):
@@ -401,7 +408,7 @@ OPTION_FIELDS = {"iterations": "iterations", "steps": "steps", "lr": "lr",
                  "sampling": "sampling", "outside": "outside", "preset": "preset",
                  "align": "align", "target": "target", "first_target": "first_target",
                  "stopping": "stopping", "holdout": "holdout", "output_from": "output_from",
-                 "dwi_mode": "dwi_mode"}
+                 "dwi_mode": "dwi_mode", "dwi_basis": "dwi_basis"}
 #: options always passed on (their command-line defaults are the config's)
 ALWAYS_OPTIONS = ("method", "init", "device", "precision", "threads", "seed")
 

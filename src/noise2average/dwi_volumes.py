@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arrays.components import from_components, principal_basis, to_components
 from .arrays.contrast import contrast_kept, restore_contrast
 from .arrays.normalize import Norm
 from .errors import InputError
@@ -71,6 +72,16 @@ class VolumeRun:
 def volume_norms(average: np.ndarray, mask: np.ndarray) -> list[Norm]:
     """One normalization per volume of the (X, Y, Z, V) ``average``."""
     return [Norm.fit(average[..., v], mask) for v in range(average.shape[-1])]
+
+
+def component_norms(dwis: np.ndarray, components: np.ndarray, mask: np.ndarray) -> list[Norm]:
+    """One normalization per component of a shell's (X, Y, Z, n) average ``components``: each
+    its own mean, all the same SD, the RMS of the DWIs' own (``dwis``, the same average as
+    acquired), so that every component keeps the noise level a DWI has under its own
+    normalization."""
+    std = float(np.sqrt(np.mean([n.std ** 2 for n in volume_norms(dwis, mask)])))
+    return [Norm(float(components[..., c][mask].mean()), std)
+            for c in range(components.shape[-1])]
 
 
 def volume_pairs(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
@@ -159,25 +170,59 @@ class _Shell:
     norms: list[Norm]
     reference: np.ndarray | None
     label: str
+    #: with ``dwi_basis='components'``, the (n, n) rotation from the DWIs to the components
+    #: that ``reps``, ``average`` and ``reference`` hold
+    basis: np.ndarray | None = None
+
+    def to_dwis(self, series: np.ndarray) -> np.ndarray:
+        """``series`` of this shell (X, Y, Z, n) back in the DWIs as acquired."""
+        return series if self.basis is None else from_components(series, self.basis)
+
+
+def _shell(reps: Sequence[np.ndarray], average: np.ndarray, reference: np.ndarray | None,
+           idx: np.ndarray, mask: np.ndarray, components: bool, label: str) -> _Shell:
+    """The volumes ``idx`` of the series as one shell's inputs; with ``components``, rotated
+    onto the principal components of their average (:mod:`noise2average.arrays.components`)."""
+    dwis = average[..., idx]
+    ref = reference[..., idx] if reference is not None else None
+    if not components:
+        return _Shell([r[..., idx] for r in reps], dwis, volume_norms(dwis, mask), ref, label)
+    basis = principal_basis(dwis, mask)
+    shell_average = to_components(dwis, basis)
+    return _Shell([to_components(r[..., idx], basis) for r in reps], shell_average,
+                  component_norms(dwis, shell_average, mask),
+                  to_components(ref, basis) if ref is not None else None, label, basis)
 
 
 def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> list:
     """Per volume of the shell, what :func:`~noise2average.output_tuning.tune_on_average`
     needs: the normalized average, its noise probe (the repetitions' signed difference, the
     contrast they do not share removed), the Rician bias at one repetition's noise SD for the
-    signal ``estimate`` (the mean of the denoised repetitions) and the local noise SD."""
+    signal ``estimate`` (the mean of the denoised repetitions) and the local noise SD. The
+    probe and the bias are made per DWI as acquired (where the noise is Rician) and rotated
+    with the shell's components, if it has them."""
     from .arrays.noise import difference_probe, local_sd, remove_anatomy, rician_bias
     from .output_tuning import SureInputs
 
-    n, data = len(shell.reps), []
+    n = len(shell.reps)
+    reps = [shell.to_dwis(r) for r in shell.reps]
+    average, estimate = shell.to_dwis(shell.average), shell.to_dwis(estimate)
+    probes, biases, sds = [], [], []
+    for v in range(average.shape[-1]):
+        probe = remove_anatomy(difference_probe([r[..., v] for r in reps]), average[..., v])
+        sds.append(local_sd(probe))
+        probes.append(probe)
+        biases.append(np.where(mask, rician_bias(estimate[..., v], sds[-1] * np.sqrt(n)), 0))
+    probes, biases = np.stack(probes, -1), np.stack(biases, -1).astype(np.float32)
+    if shell.basis is not None:
+        probes, biases = to_components(probes, shell.basis), to_components(biases, shell.basis)
+        sds = [local_sd(probes[..., c]) for c in range(probes.shape[-1])]
+    data = []
     for v, norm in enumerate(shell.norms):
-        average = shell.average[..., v]
-        probe = remove_anatomy(difference_probe([r[..., v] for r in shell.reps]), average)
-        sd = local_sd(probe)
-        bias = np.where(mask, rician_bias(estimate[..., v], sd * np.sqrt(n)), 0)
         scale = np.float32(norm.std)
-        data.append(SureInputs(norm.forward(average)[None], (probe / scale)[None],
-                               (bias / scale).astype(np.float32)[None], sd))
+        data.append(SureInputs(norm.forward(shell.average[..., v])[None],
+                               (probes[..., v] / scale)[None],
+                               (biases[..., v] / scale).astype(np.float32)[None], sds[v]))
     return data
 
 
@@ -363,9 +408,8 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         idx = np.flatnonzero(shells == k)
         model.load_state_dict(base_state)
         label = "b0" if k < 0 else f"shell {k + 1}"
-        shell = _Shell([r[..., idx] for r in reps], average[..., idx],
-                       volume_norms(average[..., idx], mask),
-                       reference[..., idx] if reference is not None else None, label)
+        components = config.dwi_basis == "components" and k >= 0 and len(idx) > 1
+        shell = _shell(reps, average, reference, idx, mask, components, label)
         # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
         # noise to learn from: the initial network denoises them as it is
         differ = any(not np.array_equal(r[mask], shell.reps[0][mask]) for r in shell.reps[1:])
@@ -373,16 +417,18 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         train = differ and config.strategy != "pretrained"
         mean_k, den_k, hist = _iterate(model, base_state, shell, mask, config, policy, progress,
                                        train)
-        output[..., idx] = mean_k
+        output[..., idx] = shell.to_dwis(mean_k)
         if config.from_average:
             out_k = _output_pass(model, shell, mean_k, mask, config, policy, progress, train,
                                  differ and config.wants_tuning, hist[-1])
-            output[..., idx] = out_k.output
+            output[..., idx] = shell.to_dwis(out_k.output)
             if out_k.probe is not None:
-                tuned.append((idx, out_k))
+                tuned.append((idx, _Output(output[..., idx], shell.to_dwis(out_k.probe),
+                                           shell.to_dwis(out_k.probed))))
         for d, dk in zip(denoised, den_k):
-            d[..., idx] = dk
+            d[..., idx] = shell.to_dwis(dk)
         history.append({"shell": label, "volumes": idx.tolist(), "fine_tuned": train,
+                        "basis": "components" if components else "directions",
                         "iterations": hist})
     b0 = shells < 0
     if tuned:
