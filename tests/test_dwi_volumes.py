@@ -44,7 +44,8 @@ def test_noise2average_volume_by_volume_beats_the_average(series):
     # fp32: one full-suite run of this test in bf16 with 16^3 patches hit a NaN at the second
     # fine-tuning step, which five reruns did not reproduce; the algorithm is what is tested
     cfg = DenoiseConfig(method="n2a", steps=4, iterations=1, threads=1, patch_size=16,
-                        block_size=32, outside="zero", precision="fp32")
+                        block_size=32, outside="zero", precision="fp32",
+                        dwi_basis="directions")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)  # the shipped T1w U-Net
     assert res.plan is None and len(res.denoised) == 2
     # the b=0 volumes and the b=1000 shell, each with its own network
@@ -114,6 +115,8 @@ def test_a_shell_whose_repetitions_are_one_image_is_not_fine_tuned(series):
     res = denoise_dwi(shared, ph.bvals, ph.bvecs, ph.brain_mask, cfg)
     b0_run, dwi_run = res.history
     assert b0_run["shell"] == "b0" and not b0_run["fine_tuned"]
+    # DWIs fitted through one shared b=0 share their noise: denoised as acquired
+    assert dwi_run["basis"] == "directions"
     assert len(b0_run["iterations"]) == 1 and "train_seconds" not in b0_run["iterations"][0]
     assert dwi_run["fine_tuned"] and len(dwi_run["iterations"]) == 2
     # their noise is partly common to all repetitions: the contrast is not restored
@@ -158,7 +161,8 @@ def test_output_tuning_tunes_each_shell_on_its_average(series):
 def test_a_shell_denoised_in_its_principal_components(series):
     ph, reps = series
     mask = ph.brain_mask
-    cfg = DenoiseConfig(method="n2a-aligned", dwi_basis="components", steps=4, iterations=1,
+    # the default (dwi_basis='auto'): the components, the repetitions being acquisitions
+    cfg = DenoiseConfig(method="n2a-aligned", steps=4, iterations=1,
                         threads=1, patch_size=16, block_size=32, outside="zero",
                         precision="fp32", output_tuning_steps=10, output_flips="lr")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)

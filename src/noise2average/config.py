@@ -72,9 +72,11 @@ class DenoiseConfig:
         diffusion model).
     dwi_basis
         With ``dwi_mode='volumes'``: the volumes each shell's network denoises, its DWIs as
-        acquired (``directions``) or their principal components
-        (``components``, :mod:`noise2average.arrays.components`); the b=0 volumes are
-        denoised as acquired either way.
+        acquired (``directions``) or their principal components (``components``,
+        :mod:`noise2average.arrays.components`); ``auto`` (the default), the components where
+        the repetitions are acquisitions of their own and the DWIs where they share their
+        b=0 image (``n2a dti-split``'s subsets, :func:`noise2average.dwi_volumes.uses_components`).
+        The b=0 volumes are denoised as acquired either way.
     contrast_weight
         Diffusion groups only: the extra weight of the directional contrast's error in the
         fine-tuning loss (:func:`noise2average.nn.losses.contrast_weighted_mse`); 0, the
@@ -207,7 +209,7 @@ class DenoiseConfig:
     lr: float = 2e-4
     schedule: str = "constant"
     dwi_mode: str = "volumes"
-    dwi_basis: str = "directions"
+    dwi_basis: str = "auto"
     contrast_weight: float = 0.0
     batch_size: int = 1
     patch_size: int = 32
@@ -277,7 +279,7 @@ class DenoiseConfig:
                               ("train_flips", ("lr", "all")),
                               ("output_flips", ("lr", "all")),
                               ("dwi_mode", ("volumes", "groups")),
-                              ("dwi_basis", ("directions", "components")),
+                              ("dwi_basis", ("auto", "directions", "components")),
                               ("output_tuning", ("auto", "none", *TUNING_OBJECTIVES)),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average"))):

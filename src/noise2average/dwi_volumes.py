@@ -8,6 +8,13 @@ denoises each volume of each repetition on its own, as BM4D does: no volume borr
 another, so a network that mixes the directions cannot pull their contrast together (the
 diffusion groups of :mod:`noise2average.diffusion` do, docs/benchmarks.md "Diffusion").
 
+The volumes of a shell are either its DWIs as acquired or, where the repetitions are
+acquisitions of their own (``dwi_basis``, :func:`uses_components`), the shell's principal
+components (:mod:`noise2average.arrays.components`): an orthonormal rotation across its DWIs,
+undone after every pass, that puts the tissue boundaries of the shell's mean image into one
+component at a high signal-to-noise ratio and the contrast between directions into a few
+others, each with the noise of one DWI.
+
 Each volume is normalized by the mean and SD of its average inside the mask (one
 normalization for all its repetitions, so that input and target share a scale). The
 strategies are those of :mod:`noise2average.nn.strategies`, volume by volume; Noise2Average
@@ -82,6 +89,21 @@ def component_norms(dwis: np.ndarray, components: np.ndarray, mask: np.ndarray) 
     std = float(np.sqrt(np.mean([n.std ** 2 for n in volume_norms(dwis, mask)])))
     return [Norm(float(components[..., c][mask].mean()), std)
             for c in range(components.shape[-1])]
+
+
+def uses_components(basis: str, reps: Sequence[np.ndarray], b0: np.ndarray,
+                    mask: np.ndarray) -> bool:
+    """Whether the DWI shells are denoised in their principal components: ``basis``
+    (``DenoiseConfig.dwi_basis``), where ``auto`` means where the repetitions are acquisitions
+    of their own, their b=0 volumes not one image. The components keep the noise of
+    independent DWIs independent; the DWIs of ``n2a dti-split``'s subsets are tensor fits from
+    a few measurements, whose noise every direction shares, and rotated it gathers in the
+    components that carry the contrast between directions (docs/benchmarks.md, "Principal
+    components of each shell")."""
+    if basis != "auto":
+        return basis == "components"
+    return not any(b0) or any(not np.array_equal(r[..., b0][mask], reps[0][..., b0][mask])
+                              for r in reps[1:])
 
 
 def volume_pairs(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
@@ -379,7 +401,8 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
         ``patch_size``, ``batch_size``, ``restart``, ``flip``, ``train_flips``,
         ``output_flips``, ``lr_axis``, ``block_size``, ``output_from``, ``first_target``,
-        ``init``, ``output_tuning`` and its settings, the runtime fields and ``seed``;
+        ``init``, ``dwi_basis``, ``output_tuning`` and its settings, the runtime fields and
+        ``seed``;
         the iterations and the tuning are not scored on a
         held-out slab (all ``iterations`` run). The repetitions are not registered (a DWI
         series is corrected for motion and distortion before, with the user's tools).
@@ -404,11 +427,12 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
     output = np.empty_like(average)
     denoised = [np.empty_like(r) for r in reps]
     history, tuned, independent = [], [], True
+    in_components = uses_components(config.dwi_basis, reps, shells < 0, mask)
     for k in np.unique(shells):
         idx = np.flatnonzero(shells == k)
         model.load_state_dict(base_state)
         label = "b0" if k < 0 else f"shell {k + 1}"
-        components = config.dwi_basis == "components" and k >= 0 and len(idx) > 1
+        components = k >= 0 and len(idx) > 1 and in_components
         shell = _shell(reps, average, reference, idx, mask, components, label)
         # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
         # noise to learn from: the initial network denoises them as it is

@@ -61,9 +61,10 @@ def add(sub) -> None:
     dw.add_argument("--dwi-mode", choices=["volumes", "groups"], default=None,
                     help="learned methods: volumes (default), each volume on its own with one "
                          "3D network; groups, the diffusion network on b0 + DWI groups")
-    dw.add_argument("--dwi-basis", choices=["directions", "components"], default=None,
-                    help="with --dwi-mode volumes: denoise each shell's DWIs as acquired "
-                         "(directions, default) or its principal components")
+    dw.add_argument("--dwi-basis", choices=["auto", "directions", "components"], default=None,
+                    help="with --dwi-mode volumes: denoise each shell's principal components "
+                         "or its DWIs as acquired (directions); auto (default): components "
+                         "unless the repetitions share their b=0 image (dti-split's subsets)")
     dw.add_argument("--group-size", type=int, default=None,
                     help="with --dwi-mode groups: channels per group, b0 + DWIs (default 7; "
                          "13 = b0 + 12)")
