@@ -6,7 +6,7 @@ restoration spreads the directional contrast by 1 / kept and is exactly invertib
 off where the repetitions share their b=0 image, the subset case).
 
     python benchmarks/dwi_volumes.py [--case apap|subset] [--phantom bundles|structure]
-        [--crop 48] [--set KEY=VALUE ...] [--threads 1] [--save OUT.npy]
+        [--crop 48] [--dirs 30] [--set KEY=VALUE ...] [--threads 1] [--save OUT.npy]
 
 Prints one JSON line per variant: the diffusion benchmark's scores (``bench.dwi.score``;
 diffusivities in 10^-3 mm^2/s), the contrast kept, whether the variant is the output as
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--case", choices=("apap", "subset"), default="apap")
     ap.add_argument("--phantom", choices=("structure", "bundles"), default="bundles")
     ap.add_argument("--crop", type=int, default=48)
+    ap.add_argument("--dirs", type=int, default=30, help="diffusion directions (default 30)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="DenoiseConfig changes, as in n2a denoise")
     ap.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--save", metavar="OUT.npy",
                     help="also write the output series as returned (X, Y, Z, V) to this file")
     args = ap.parse_args()
-    case = probe_case(args.case, args.phantom, args.crop, args.work)
+    case = probe_case(args.case, args.phantom, args.crop, args.work, args.dirs)
     changes = parse_settings(args.set, "--set")
     config = DenoiseConfig(**{"threads": args.threads, "device": "cpu", **changes})
     shells = volume_shells(case.bvals, case.bvecs, case.reps[0].shape[3])

@@ -182,15 +182,17 @@ def cached_case(cfg: DwiBenchConfig, path) -> Case:
     save_case(path, case)
     return case
 
-def probe_case(case: str, phantom: str, crop: int, work=None) -> Case:
+def probe_case(case: str, phantom: str, crop: int, work=None, n_dirs: int = 30) -> Case:
     """A benchmark case for the probe scripts of ``benchmarks/``, cached in ``work`` (default
-    ``runs/bench_CASE``, with ``_PHANTOM`` appended for a phantom other than ``structure``)."""
+    ``runs/bench_CASE``, with ``_PHANTOM`` appended for a phantom other than ``structure`` and
+    ``_dirsN`` for other than 30 directions)."""
     from pathlib import Path
 
-    suffix = "" if phantom == "structure" else f"_{phantom}"
+    suffix = ("" if phantom == "structure" else f"_{phantom}") + (
+        "" if n_dirs == 30 else f"_dirs{n_dirs}")
     folder = Path(work or f"runs/bench_{case}{suffix}")
     folder.mkdir(parents=True, exist_ok=True)
-    return cached_case(DwiBenchConfig(case=case, crop=crop, phantom=phantom),
+    return cached_case(DwiBenchConfig(case=case, crop=crop, phantom=phantom, n_dirs=n_dirs),
                        folder / "case.npz")
 
 
