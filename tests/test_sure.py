@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from noise2average.arrays.noise import (difference_probe, local_sd, remove_anatomy, rician,
+from noise2average.arrays.noise import (contrast_explained, difference_probe, local_sd, remove_anatomy, rician,
                                         rician_bias, rician_mean)
 from noise2average.config import DenoiseConfig
 from noise2average.diffusion import denoise_dwi
@@ -130,6 +130,57 @@ def test_remove_anatomy_takes_an_echo_contrast_out_of_the_probe():
     assert raw.var() == pytest.approx(average_noise_var, rel=0.01)  # one contrast: untouched
     echo = difference_probe([anatomy + noise[0], anatomy * decay + noise[1]])
     assert echo.var() > 1.2 * average_noise_var  # the raw echo difference holds contrast
+
+
+def _echo_pair(decay: np.ndarray | float, seed: int = 5):
+    """Two noisy repetitions of a smooth two-tissue anatomy, the second scaled by ``decay``
+    (a later echo), the clean first and the mask."""
+    rng = np.random.default_rng(seed)
+    anatomy = 1.0 + np.tanh(_smooth_volume((40, 40, 40), 4))
+    mask = np.zeros(anatomy.shape, bool)
+    mask[4:36, 4:36, 4:36] = True
+    reps = [anatomy + 0.05 * rng.standard_normal(anatomy.shape).astype(np.float32),
+            anatomy * decay + 0.05 * rng.standard_normal(anatomy.shape).astype(np.float32)]
+    return reps, anatomy, mask
+
+
+def test_the_contrast_model_explains_an_echo_not_noise():
+    anatomy = _echo_pair(1.0)[1]
+    echo_decay = np.where(anatomy > 1.0, 0.88, 0.93).astype(np.float32)  # two "tissues"
+    for decay in (echo_decay, np.float32(1.0)):
+        reps, anatomy, mask = _echo_pair(decay)
+        estimate = (anatomy * (1 + decay) / 2).astype(np.float32)  # a perfect denoiser's
+        explained, share = contrast_explained(reps[0] - np.mean(reps, axis=0), estimate, mask)
+        error = np.sqrt(np.mean((estimate + explained - anatomy)[mask] ** 2))
+        if decay is echo_decay:
+            assert share > 0.5, share
+            # the estimate of echo 1 gets its brightness back: error far below the mean's
+            assert error < 0.2 * np.sqrt(np.mean((estimate - anatomy)[mask] ** 2))
+        else:
+            assert share < 0.15, share
+            assert error < 0.01  # the fits add next to nothing to a perfect estimate
+
+
+def test_output_contrast_gives_two_echoes_the_first_ones_brightness():
+    anatomy = _echo_pair(1.0)[1]
+    decay = np.where(anatomy > 1.0, 0.88, 0.93).astype(np.float32)
+    reps, anatomy, mask = _echo_pair(decay)
+    base = DenoiseConfig(method="pretrained", output_from="average", align="none", threads=1,
+                         precision="fp32", block_size=48)
+    errors, records = {}, {}
+    for contrast in ("auto", "average"):
+        result = denoise(reps, mask, base.replace(output_contrast=contrast))
+        records[contrast] = result.history[-1]
+        errors[contrast] = float(np.sqrt(np.mean((result.output - anatomy)[mask] ** 2)))
+    assert records["auto"]["output_contrast"] == "first"
+    assert records["auto"]["output_contrast_share"] > 0.3
+    assert "output_contrast" not in records["average"]
+    assert errors["auto"] < 0.7 * errors["average"], errors
+    # repetitions of one contrast keep the average's
+    same = denoise(_echo_pair(np.float32(1.0))[0], mask, base).history[-1]
+    assert same["output_contrast"] == "average" and same["output_contrast_share"] < 0.3
+    with pytest.raises(InputError, match="output_contrast"):
+        DenoiseConfig(output_contrast="echo1")
 
 
 def _cubes_case():

@@ -156,6 +156,15 @@ class DenoiseConfig:
         (docs/benchmarks.md); the repetitions' own passes, which form the targets, the scores
         and the saved repetitions, then skip the flip averaging, which pays for the extra pass.
         ``auto``: ``average`` for ``n2a-aligned``, else ``denoised``.
+    output_contrast
+        With ``output_from='average'`` on 3D repetitions: whose brightness and contrast the
+        result has. ``average``: the repetitions' mean; ``first``: repetition 1's, the
+        frame the result is in: the part of repetition 1's difference from the average that
+        the result's own contrast explains
+        (:func:`noise2average.arrays.noise.contrast_explained`) is added to it, so that two
+        echoes give the first echo with the noise of both. ``auto`` (the default): ``first``
+        where that part holds more than ``pipeline.CONTRAST_SHARE`` of the difference
+        (repetitions that differ in contrast, such as echoes), else ``average``.
     holdout
         With the cross-error rule: the fraction of the mask (one central slab) left out of the
         fine-tuning loss and used to score the iterations, so that the score is not biased by
@@ -229,6 +238,7 @@ class DenoiseConfig:
     first_target: str = "average"
     stopping: str = "auto"
     output_from: str = "auto"
+    output_contrast: str = "auto"
     holdout: float = 0.08
     output_tuning: str = "auto"
     output_tuning_steps: int = 0
@@ -282,7 +292,8 @@ class DenoiseConfig:
                               ("dwi_basis", ("auto", "directions", "components")),
                               ("output_tuning", ("auto", "none", *TUNING_OBJECTIVES)),
                               ("stopping", ("auto", "fixed", "cross")),
-                              ("output_from", ("auto", "denoised", "average"))):
+                              ("output_from", ("auto", "denoised", "average")),
+                              ("output_contrast", ("auto", "average", "first"))):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")

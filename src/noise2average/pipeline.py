@@ -17,8 +17,8 @@ from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
 from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_slab
-from .arrays.noise import (difference_probe, estimate_sigma, local_sd, noise_map,
-                           registered_noise_maps, remove_anatomy, rician_bias)
+from .arrays.noise import (contrast_explained, difference_probe, estimate_sigma, local_sd,
+                           noise_map, registered_noise_maps, remove_anatomy, rician_bias)
 from .arrays.normalize import Norm
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
@@ -30,6 +30,13 @@ ProgressFactory = Callable[[int, str], object]  # (total, description) -> tqdm-l
 # repetition: below it the magnitude (Rician) noise has a mean that fine-tuned networks learn
 # from their noisy targets and the pre-trained one removes, so dark voxels favour the former.
 SCORE_MIN_SNR = 3.0
+
+# ``output_contrast='auto'`` gives the result repetition 1's contrast when the contrast model
+# explains more than this share (RMS) of repetition 1's difference from the average. Protocol
+# v1 measured (a Gaussian-smoothed average as the estimate): 0.04-0.10 for repetitions of one
+# contrast, whose differences are noise and residual misalignment; 0.62 for two echoes 5 ms
+# apart (benchmarks/echo_contrast.py).
+CONTRAST_SHARE = 0.3
 
 @dataclass
 class DenoiseResult:
@@ -726,8 +733,24 @@ class _LearnedRun:
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
         self.current = self.finish(self.apply(mean_in, norm, valid, self._pass_flips(untuned),
                                               None), mean_in, valid)
+        self._match_first_contrast(aligned[0] - mean_in)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
+
+    def _match_first_contrast(self, deviation: np.ndarray) -> None:
+        """Give the result repetition 1's brightness and contrast where ``output_contrast``
+        asks for it (``auto``: where the repetitions differ in contrast); ``deviation`` is
+        repetition 1 minus the average, in its frame. The history records the share of the
+        deviation that the result's contrast explains and the contrast the result has."""
+        if self.config.output_contrast == "average" or self.current.ndim != 3:
+            return
+        explained, share = contrast_explained(deviation, self.current, self.mask)
+        first = self.config.output_contrast == "first" or share > CONTRAST_SHARE
+        if first:
+            where = self.mask if self.config.outside == "zero" else np.ones_like(self.mask)
+            self.current = (self.current + np.where(where, explained, 0)).astype(np.float32)
+        self.history[-1].update(output_contrast="first" if first else "average",
+                                output_contrast_share=round(share, 4))
 
     def _tune_on_average(self, mean_in: np.ndarray, norm: Norm,
                          aligned: list[np.ndarray]) -> dict:

@@ -154,6 +154,20 @@ def remove_anatomy(probe: np.ndarray, average: np.ndarray, radius: float = 3.0,
     return (rest - beta * a).astype(np.float32)
 
 
+def contrast_explained(deviation: np.ndarray, estimate: np.ndarray, mask: np.ndarray
+                       ) -> tuple[np.ndarray, float]:
+    """The part of ``deviation`` (one repetition minus the average of all) that the contrast
+    of ``estimate`` (the denoised average) explains, by the two fits of
+    :func:`remove_anatomy`, and its RMS over the deviation's inside ``mask``: near 0 for
+    repetitions of one contrast, whose deviations are noise; large for echoes, whose
+    deviations hold each echo's own brightness, tissue by tissue."""
+    explained = (deviation - remove_anatomy(deviation, estimate)).astype(np.float32)
+    inside = deviation[mask].astype(np.float64)
+    share = float(np.sqrt(np.mean(explained[mask].astype(np.float64) ** 2)
+                          / max(np.mean(inside ** 2), 1e-24)))
+    return explained, share
+
+
 def local_sd(image: np.ndarray, radius: float = 2.0) -> np.ndarray:
     """The local root mean square of a zero-mean noise image (Gaussian window of ``radius``)."""
     return np.sqrt(ndimage.gaussian_filter(np.square(image, dtype=np.float32), radius))
