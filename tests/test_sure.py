@@ -176,6 +176,13 @@ def test_output_contrast_gives_two_echoes_the_first_ones_brightness():
     assert records["auto"]["output_contrast_share"] > 0.3
     assert "output_contrast" not in records["average"]
     assert errors["auto"] < 0.7 * errors["average"], errors
+    # a conventional method takes echo 1's contrast only when asked to
+    plain = {c: denoise(reps, mask, base.replace(method="average", output_contrast=c)).output
+             for c in ("auto", "first")}
+    plain_error = {c: float(np.sqrt(np.mean((o - anatomy)[mask] ** 2)))
+                   for c, o in plain.items()}
+    assert plain_error["first"] < 0.8 * plain_error["auto"], plain_error
+    np.testing.assert_array_equal(plain["auto"], np.mean(reps, axis=0))
     # repetitions of one contrast keep the average's
     same = denoise(_echo_pair(np.float32(1.0))[0], mask, base).history[-1]
     assert same["output_contrast"] == "average" and same["output_contrast_share"] < 0.3

@@ -164,7 +164,9 @@ class DenoiseConfig:
         (:func:`noise2average.arrays.noise.contrast_explained`) is added to it, so that two
         echoes give the first echo with the noise of both. ``auto`` (the default): ``first``
         where that part holds more than ``pipeline.CONTRAST_SHARE`` of the difference
-        (repetitions that differ in contrast, such as echoes), else ``average``.
+        (repetitions that differ in contrast, such as echoes), else ``average``. The
+        conventional methods on the average (``bm4d`` ...) take ``first`` only when it is
+        asked for: under ``auto`` they stay as their users run them.
     holdout
         With the cross-error rule: the fraction of the mask (one central slab) left out of the
         fine-tuning loss and used to score the iterations, so that the score is not biased by

@@ -289,6 +289,11 @@ def _denoise_classical(reps, mask, config: DenoiseConfig, finish: _Finish, sigma
         _register(frames, reps, mask)
         reps = [frames.to_frame(r, k, 0) for k, r in enumerate(reps)]
     out = finish(CLASSICAL[config.method](reps, mask, sigma))
+    if config.output_contrast == "first" and out.ndim == 3:  # asked for: not under 'auto'
+        deviation = reps[0] - np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
+        explained, _ = contrast_explained(deviation, out, mask)
+        keep = mask if config.outside == "zero" else np.ones_like(mask)
+        out = (out + np.where(keep, explained, 0)).astype(np.float32)
     return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config, compute="cpu")
 
 
@@ -747,8 +752,8 @@ class _LearnedRun:
         explained, share = contrast_explained(deviation, self.current, self.mask)
         first = self.config.output_contrast == "first" or share > CONTRAST_SHARE
         if first:
-            where = self.mask if self.config.outside == "zero" else np.ones_like(self.mask)
-            self.current = (self.current + np.where(where, explained, 0)).astype(np.float32)
+            keep = self.mask if self.config.outside == "zero" else np.ones_like(self.mask)
+            self.current = (self.current + np.where(keep, explained, 0)).astype(np.float32)
         self.history[-1].update(output_contrast="first" if first else "average",
                                 output_contrast_share=round(share, 4))
 
