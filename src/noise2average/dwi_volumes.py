@@ -96,10 +96,9 @@ def uses_components(basis: str, reps: Sequence[np.ndarray], b0: np.ndarray,
     """Whether the DWI shells are denoised in their principal components: ``basis``
     (``DenoiseConfig.dwi_basis``), where ``auto`` means where the repetitions are acquisitions
     of their own, their b=0 volumes not one image. The components keep the noise of
-    independent DWIs independent; the DWIs of ``n2a dti-split``'s subsets are tensor fits from
-    a few measurements, whose noise every direction shares, and rotated it gathers in the
-    components that carry the contrast between directions (docs/benchmarks.md, "Principal
-    components of each shell")."""
+    independent DWIs independent and of one variance; the DWIs of ``n2a dti-split``'s subsets
+    are tensor fits through one shared b=0 image, whose noise the directions share, and
+    rotated it is neither (docs/benchmarks.md, "Principal components of each shell")."""
     if basis != "auto":
         return basis == "components"
     return not any(b0) or any(not np.array_equal(r[..., b0][mask], reps[0][..., b0][mask])

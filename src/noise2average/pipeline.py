@@ -291,10 +291,18 @@ def _denoise_classical(reps, mask, config: DenoiseConfig, finish: _Finish, sigma
     out = finish(CLASSICAL[config.method](reps, mask, sigma))
     if config.output_contrast == "first" and out.ndim == 3:  # asked for: not under 'auto'
         deviation = reps[0] - np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
-        explained, _ = contrast_explained(deviation, out, mask)
-        keep = mask if config.outside == "zero" else np.ones_like(mask)
-        out = (out + np.where(keep, explained, 0)).astype(np.float32)
+        out = _add_explained(out, contrast_explained(deviation, out, mask)[0], mask,
+                             config.outside)
     return DenoiseResult(out, list(reps), [out], mask, nmap, sigma, config=config, compute="cpu")
+
+
+def _add_explained(result: np.ndarray, explained: np.ndarray, mask: np.ndarray,
+                   outside: str) -> np.ndarray:
+    """``result`` in repetition 1's contrast: plus the part of repetition 1's difference
+    from the average that the contrast model explains, outside the mask too unless the
+    result is zero there."""
+    keep = mask if outside == "zero" else np.ones_like(mask)
+    return (result + np.where(keep, explained, 0)).astype(np.float32)
 
 
 class _HeldOut:
@@ -752,8 +760,8 @@ class _LearnedRun:
         explained, share = contrast_explained(deviation, self.current, self.mask)
         first = self.config.output_contrast == "first" or share > CONTRAST_SHARE
         if first:
-            keep = self.mask if self.config.outside == "zero" else np.ones_like(self.mask)
-            self.current = (self.current + np.where(keep, explained, 0)).astype(np.float32)
+            self.current = _add_explained(self.current, explained, self.mask,
+                                          self.config.outside)
         self.history[-1].update(output_contrast="first" if first else "average",
                                 output_contrast_share=round(share, 4))
 
