@@ -166,7 +166,7 @@ def test_output_contrast_gives_two_echoes_the_first_ones_brightness():
     decay = np.where(anatomy > 1.0, 0.88, 0.93).astype(np.float32)
     reps, anatomy, mask = _echo_pair(decay)
     base = DenoiseConfig(method="pretrained", output_from="average", align="none", threads=1,
-                         precision="fp32", block_size=48)
+                         precision="fp32", block_size=48, output_flips="lr")
     errors, records = {}, {}
     for contrast in ("auto", "average"):
         result = denoise(reps, mask, base.replace(output_contrast=contrast))
