@@ -73,3 +73,7 @@ def test_run_summary_says_what_happened():
     assert "wrote out.nii.gz in 12 s" in text and "x1.50 over the plain average" in text
     assert "the pre-trained network" in text and "8 voxels" in text
     assert "report:  r.html" in text and "warning: something to check" in text
+    assert "contrast" not in text
+    record["history"][-1] = {"output_contrast": "first", "output_contrast_share": 0.62}
+    text = run_summary(Path("out.nii.gz"), record, np.ones((2, 2, 2), bool), None)
+    assert "in repetition 1's contrast" in text and "62%" in text

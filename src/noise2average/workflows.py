@@ -256,6 +256,11 @@ def run_summary(out: Path, record: dict, mask: np.ndarray, report: Path | None) 
                 if kept == 0 else f"iteration {kept} of {n_iter}")
         if record.get("output_from") == "average":
             what += ", applied to the average of the repetitions"
+        last = (record.get("history") or [{}])[-1]
+        if last.get("output_contrast") == "first":
+            what += (", in repetition 1's contrast (the repetitions differ in contrast: "
+                     f"{last['output_contrast_share']:.0%} of its difference from the "
+                     "average follows the image's)")
         lines.append(f"  result:  {what}")
     gain = snr_gain(record.get("snr_estimate") or {})
     if gain is not None:
