@@ -309,6 +309,10 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
     if record.get("output_from") == "average":
         details["result"] = (details.get("result", "the fine-tuned network") + ", applied to "
                              "the average of the noisy repetitions")
+    if history and history[-1].get("output_contrast") == "first":
+        details["contrast"] = ("repetition 1's (the repetitions differ in contrast: "
+                               f"{history[-1]['output_contrast_share']:.0%} of its difference "
+                               "from the average follows the image's)")
     average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
     write_report(path, inputs=arrays, average=average, result=result.output,
                  residual=arrays[0] - result.output, noise_map=result.noise_map,
