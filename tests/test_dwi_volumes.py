@@ -13,7 +13,8 @@ from noise2average.config import DenoiseConfig
 from noise2average.arrays.contrast import contrast_kept, restore_contrast
 from noise2average.bench.dwi import contrast_slope
 from noise2average.diffusion import denoise_dwi
-from noise2average.dwi_volumes import apply_by_volume, initial_volume_model, volume_norms
+from noise2average.dwi_volumes import (COMPONENT_SNR, apply_by_volume, initial_volume_model,
+                                       repetitions_independent, shell_basis, volume_norms)
 from noise2average.errors import InputError
 from noise2average.nn.device import resolve_policy
 from noise2average.nn.models import build_model, with_channels
@@ -117,6 +118,8 @@ def test_a_shell_whose_repetitions_are_one_image_is_not_fine_tuned(series):
     assert b0_run["shell"] == "b0" and not b0_run["fine_tuned"]
     # DWIs fitted through one shared b=0 share their noise: denoised as acquired
     assert dwi_run["basis"] == "directions"
+    assert not repetitions_independent(shared, b0, ph.brain_mask)
+    assert repetitions_independent(reps, b0, ph.brain_mask)
     assert len(b0_run["iterations"]) == 1 and "train_seconds" not in b0_run["iterations"][0]
     assert dwi_run["fine_tuned"] and len(dwi_run["iterations"]) == 2
     # their noise is partly common to all repetitions: the contrast is not restored
@@ -161,13 +164,14 @@ def test_output_tuning_tunes_each_shell_on_its_average(series):
 def test_a_shell_denoised_in_its_principal_components(series):
     ph, reps = series
     mask = ph.brain_mask
-    # the default (dwi_basis='auto'): the components, the repetitions being acquisitions
-    cfg = DenoiseConfig(method="n2a-aligned", steps=4, iterations=1,
+    cfg = DenoiseConfig(method="n2a-aligned", dwi_basis="components", steps=4, iterations=1,
                         threads=1, patch_size=16, block_size=32, outside="zero",
                         precision="fp32", output_tuning_steps=10, output_flips="lr")
     res = denoise_dwi(reps, ph.bvals, ph.bvecs, mask, cfg)
     b0_run, dwi_run = res.history
     assert b0_run["basis"] == "directions" and dwi_run["basis"] == "components"
+    # six DWIs at b0 SNR 10: their contrast between directions is too noisy for 'auto'
+    assert dwi_run["component_snr"] < COMPONENT_SNR
     assert dwi_run["iterations"][-1]["output_tuning"] == "r2r"
     # the output comes back as the DWIs as acquired, denoised
     assert res.output.shape == reps[0].shape and np.all(res.output[~mask] == 0)
@@ -176,3 +180,17 @@ def test_a_shell_denoised_in_its_principal_components(series):
     assert 0.5 < res.contrast_kept < 1.05
     with pytest.raises(InputError, match="dwi_basis"):
         DenoiseConfig(dwi_basis="pca")
+
+
+def test_auto_takes_the_components_where_the_contrast_stands_out(series):
+    ph, reps = series
+    mask = ph.brain_mask
+    dwis = [r[..., ph.bvals > 0] for r in reps]
+    assert shell_basis("auto", dwis, mask, True)[0] is None  # b0 SNR 10, six DWIs
+    # ten times the signal-to-noise ratio: the same shell with a tenth of its noise
+    average = np.mean(dwis, axis=0)
+    quieter = [average + (d - average) / 10 for d in dwis]
+    basis, snr = shell_basis("auto", quieter, mask, True)
+    assert basis is not None and snr >= COMPONENT_SNR
+    assert shell_basis("auto", quieter, mask, False)[0] is None  # a shared b=0
+    assert shell_basis("directions", quieter, mask, True) == (None, None)

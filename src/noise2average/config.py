@@ -73,10 +73,12 @@ class DenoiseConfig:
     dwi_basis
         With ``dwi_mode='volumes'``: the volumes each shell's network denoises, its DWIs as
         acquired (``directions``) or their principal components (``components``,
-        :mod:`noise2average.arrays.components`); ``auto`` (the default), the components where
-        the repetitions are acquisitions of their own and the DWIs where they share their
-        b=0 image (``n2a dti-split``'s subsets, :func:`noise2average.dwi_volumes.uses_components`).
-        The b=0 volumes are denoised as acquired either way.
+        :mod:`noise2average.arrays.components`); ``auto`` (the default), per shell, the
+        components where the repetitions are acquisitions of their own (not ``n2a
+        dti-split``'s subsets, which share their b=0 image) and the shell's contrast between
+        directions stands well out of the noise, else the DWIs
+        (:func:`noise2average.dwi_volumes.shell_basis`). The b=0 volumes are denoised as
+        acquired either way.
     contrast_weight
         Diffusion groups only: the extra weight of the directional contrast's error in the
         fine-tuning loss (:func:`noise2average.nn.losses.contrast_weighted_mse`); 0, the

@@ -9,7 +9,8 @@ another, so a network that mixes the directions cannot pull their contrast toget
 diffusion groups of :mod:`noise2average.diffusion` do, docs/benchmarks.md "Diffusion").
 
 The volumes of a shell are either its DWIs as acquired or, where the repetitions are
-acquisitions of their own (``dwi_basis``, :func:`uses_components`), the shell's principal
+acquisitions of their own and the shell's contrast between directions stands out of the noise
+(``dwi_basis``, :func:`shell_basis`), the shell's principal
 components (:mod:`noise2average.arrays.components`): an orthonormal rotation across its DWIs,
 undone after every pass, that puts the tissue boundaries of the shell's mean image into one
 component at a high signal-to-noise ratio and the contrast between directions into a few
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arrays.components import from_components, principal_basis, to_components
+from .arrays.components import component_snr, from_components, principal_basis, to_components
 from .arrays.contrast import contrast_kept, restore_contrast
 from .arrays.normalize import Norm
 from .errors import InputError
@@ -91,18 +92,41 @@ def component_norms(dwis: np.ndarray, components: np.ndarray, mask: np.ndarray) 
             for c in range(components.shape[-1])]
 
 
-def uses_components(basis: str, reps: Sequence[np.ndarray], b0: np.ndarray,
-                    mask: np.ndarray) -> bool:
-    """Whether the DWI shells are denoised in their principal components: ``basis``
-    (``DenoiseConfig.dwi_basis``), where ``auto`` means where the repetitions are acquisitions
-    of their own, their b=0 volumes not one image. The components keep the noise of
-    independent DWIs independent and of one variance; the DWIs of ``n2a dti-split``'s subsets
-    are tensor fits through one shared b=0 image, whose noise the directions share, and
-    rotated it is neither (docs/benchmarks.md, "Principal components of each shell")."""
-    if basis != "auto":
-        return basis == "components"
+#: ``dwi_basis='auto'`` denoises a shell in its principal components when the median signal-to-
+#: noise variance ratio of its components 2 to 6 (those that carry the contrast between
+#: directions) is at least this. Measured on the tensor phantoms (benchmarks/dwi_components.py):
+#: 22-25 with 30 DWIs, where the components win; 2.7-4.8 with 6, where they lose in FA.
+COMPONENT_SNR = 10.0
+
+
+def repetitions_independent(reps: Sequence[np.ndarray], b0: np.ndarray,
+                            mask: np.ndarray) -> bool:
+    """Whether the repetitions are acquisitions of their own: their b=0 volumes (if any) are
+    not one image, as they are in ``n2a dti-split``'s subsets (tensor fits through one shared
+    b=0 image, whose noise the directions share)."""
     return not any(b0) or any(not np.array_equal(r[..., b0][mask], reps[0][..., b0][mask])
                               for r in reps[1:])
+
+
+def shell_basis(choice: str, dwis: Sequence[np.ndarray], mask: np.ndarray,
+                independent: bool) -> tuple[np.ndarray | None, float | None]:
+    """The rotation onto the principal components that a shell's repetitions ``dwis`` (each
+    X, Y, Z, n) are denoised in, or None for the DWIs as acquired, and the median
+    signal-to-noise ratio of its components 2 to 6 (:func:`component_snr`). ``choice`` is
+    ``DenoiseConfig.dwi_basis``; ``auto`` takes the components where the repetitions are
+    ``independent`` (:func:`repetitions_independent`: only noise that is independent between
+    the DWIs, of one variance, stays so in the components) and that ratio is at least
+    :data:`COMPONENT_SNR` (with few DWIs the components that carry the contrast between
+    directions are too noisy, and denoising them costs FA; docs/benchmarks.md, "Principal
+    components of each shell")."""
+    n = dwis[0].shape[-1]
+    if choice == "directions" or n < 2:
+        return None, None
+    basis = principal_basis(np.mean(dwis, axis=0, dtype=np.float64).astype(np.float32), mask)
+    snr = float(np.median(component_snr(dwis, basis, mask)[1:6]))
+    if choice == "components" or (independent and snr >= COMPONENT_SNR):
+        return basis, snr
+    return None, snr
 
 
 def volume_pairs(method: str, reps: Sequence[np.ndarray], current: np.ndarray,
@@ -201,14 +225,13 @@ class _Shell:
 
 
 def _shell(reps: Sequence[np.ndarray], average: np.ndarray, reference: np.ndarray | None,
-           idx: np.ndarray, mask: np.ndarray, components: bool, label: str) -> _Shell:
-    """The volumes ``idx`` of the series as one shell's inputs; with ``components``, rotated
-    onto the principal components of their average (:mod:`noise2average.arrays.components`)."""
+           idx: np.ndarray, mask: np.ndarray, basis: np.ndarray | None, label: str) -> _Shell:
+    """The volumes ``idx`` of the series as one shell's inputs; with a ``basis``, rotated
+    onto those principal components (:mod:`noise2average.arrays.components`)."""
     dwis = average[..., idx]
     ref = reference[..., idx] if reference is not None else None
-    if not components:
+    if basis is None:
         return _Shell([r[..., idx] for r in reps], dwis, volume_norms(dwis, mask), ref, label)
-    basis = principal_basis(dwis, mask)
     shell_average = to_components(dwis, basis)
     return _Shell([to_components(r[..., idx], basis) for r in reps], shell_average,
                   component_norms(dwis, shell_average, mask),
@@ -426,13 +449,14 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
     output = np.empty_like(average)
     denoised = [np.empty_like(r) for r in reps]
     history, tuned, independent = [], [], True
-    in_components = uses_components(config.dwi_basis, reps, shells < 0, mask)
+    independent_reps = repetitions_independent(reps, shells < 0, mask)
     for k in np.unique(shells):
         idx = np.flatnonzero(shells == k)
         model.load_state_dict(base_state)
         label = "b0" if k < 0 else f"shell {k + 1}"
-        components = k >= 0 and len(idx) > 1 and in_components
-        shell = _shell(reps, average, reference, idx, mask, components, label)
+        basis, snr = (None, None) if k < 0 else shell_basis(
+            config.dwi_basis, [r[..., idx] for r in reps], mask, independent_reps)
+        shell = _shell(reps, average, reference, idx, mask, basis, label)
         # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
         # noise to learn from: the initial network denoises them as it is
         differ = any(not np.array_equal(r[mask], shell.reps[0][mask]) for r in shell.reps[1:])
@@ -451,7 +475,8 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         for d, dk in zip(denoised, den_k):
             d[..., idx] = shell.to_dwis(dk)
         history.append({"shell": label, "volumes": idx.tolist(), "fine_tuned": train,
-                        "basis": "components" if components else "directions",
+                        "basis": "directions" if basis is None else "components",
+                        "component_snr": None if snr is None else round(snr, 2),
                         "iterations": hist})
     b0 = shells < 0
     if tuned:

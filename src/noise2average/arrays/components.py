@@ -13,7 +13,11 @@ signal-to-noise ratio, are not in the components that carry the contrast between
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from .noise import difference_probe
 
 
 def principal_basis(series: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -38,3 +42,16 @@ def to_components(series: np.ndarray, basis: np.ndarray) -> np.ndarray:
 def from_components(components: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """The inverse of :func:`to_components` (the basis is orthonormal)."""
     return (components @ basis.T).astype(np.float32)
+
+
+def component_snr(reps: Sequence[np.ndarray], basis: np.ndarray, mask: np.ndarray
+                  ) -> np.ndarray:
+    """Per component of ``basis``, the variance of the repetitions' average over the mask
+    voxels, less its noise's, over its noise's: the noise variance from the repetitions'
+    signed difference (:func:`~noise2average.arrays.noise.difference_probe`), which has the
+    average's."""
+    average = np.mean(reps, axis=0, dtype=np.float64).astype(np.float32)
+    noise = (to_components(difference_probe(list(reps)), basis)[mask].astype(np.float64) ** 2
+             ).mean(0)
+    signal = to_components(average, basis)[mask].astype(np.float64).var(0) - noise
+    return signal / np.maximum(noise, 1e-24)

@@ -64,7 +64,8 @@ def add(sub) -> None:
     dw.add_argument("--dwi-basis", choices=["auto", "directions", "components"], default=None,
                     help="with --dwi-mode volumes: denoise each shell's principal components "
                          "or its DWIs as acquired (directions); auto (default): components "
-                         "unless the repetitions share their b=0 image (dti-split's subsets)")
+                         "where the repetitions have b=0 images of their own and the shell's "
+                         "contrast between directions stands out of the noise")
     dw.add_argument("--group-size", type=int, default=None,
                     help="with --dwi-mode groups: channels per group, b0 + DWIs (default 7; "
                          "13 = b0 + 12)")
