@@ -95,8 +95,9 @@ def component_norms(dwis: np.ndarray, components: np.ndarray, mask: np.ndarray) 
 #: ``dwi_basis='auto'`` denoises a shell in its principal components when the median signal-to-
 #: noise variance ratio of its components 2 to 6 (those that carry the contrast between
 #: directions) is at least this. Measured on the tensor phantoms (benchmarks/dwi_components.py):
-#: 22-25 with 30 DWIs, where the components win; 2.7-4.8 with 6, where they lose in FA.
-COMPONENT_SNR = 10.0
+#: 22-25 with 30 DWIs, where the components win; 10.0 with 12 and 2.7-4.8 with 6, where they
+#: lose in FA. 15 is the geometric middle of the nearest loss and win.
+COMPONENT_SNR = 15.0
 
 
 def repetitions_independent(reps: Sequence[np.ndarray], b0: np.ndarray,
