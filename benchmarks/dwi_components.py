@@ -26,18 +26,14 @@ import numpy as np
 
 def main() -> None:
     from noise2average.arrays.components import principal_basis, to_components
-    from noise2average.bench.dwi import probe_case, score
+    from noise2average.bench.dwi import add_probe_case_arguments, probe_case_from, score
     from noise2average.diffusion import volume_shells
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=("apap", "subset"), default="apap")
-    ap.add_argument("--phantom", choices=("structure", "bundles"), default="bundles")
-    ap.add_argument("--crop", type=int, default=48)
-    ap.add_argument("--dirs", type=int, default=30, help="diffusion directions (default 30)")
+    add_probe_case_arguments(ap)
     ap.add_argument("--keep", type=int, nargs="+", default=[3, 6, 10, 15])
-    ap.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
     args = ap.parse_args()
-    case = probe_case(args.case, args.phantom, args.crop, args.work, args.dirs)
+    case = probe_case_from(args)
     mask = case.brain
     shells = volume_shells(case.bvals, case.bvecs, case.reps[0].shape[3])
     average = np.mean(case.reps, axis=0, dtype=np.float64).astype(np.float32)

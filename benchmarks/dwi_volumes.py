@@ -23,25 +23,21 @@ import numpy as np
 
 
 def main() -> None:
-    from noise2average.bench.dwi import probe_case, score
+    from noise2average.bench.dwi import add_probe_case_arguments, probe_case_from, score
     from noise2average.config import DenoiseConfig, parse_settings
     from noise2average.arrays.contrast import restore_contrast
     from noise2average.diffusion import volume_shells
     from noise2average.dwi_volumes import denoise_by_volume
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=("apap", "subset"), default="apap")
-    ap.add_argument("--phantom", choices=("structure", "bundles"), default="bundles")
-    ap.add_argument("--crop", type=int, default=48)
-    ap.add_argument("--dirs", type=int, default=30, help="diffusion directions (default 30)")
+    add_probe_case_arguments(ap)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="DenoiseConfig changes, as in n2a denoise")
-    ap.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save", metavar="OUT.npy",
                     help="also write the output series as returned (X, Y, Z, V) to this file")
     args = ap.parse_args()
-    case = probe_case(args.case, args.phantom, args.crop, args.work, args.dirs)
+    case = probe_case_from(args)
     changes = parse_settings(args.set, "--set")
     config = DenoiseConfig(**{"threads": args.threads, "device": "cpu", **changes})
     shells = volume_shells(case.bvals, case.bvecs, case.reps[0].shape[3])

@@ -182,6 +182,21 @@ def cached_case(cfg: DwiBenchConfig, path) -> Case:
     save_case(path, case)
     return case
 
+def add_probe_case_arguments(parser) -> None:
+    """The options of the probe scripts that pick a case (:func:`probe_case_from`)."""
+    parser.add_argument("--case", choices=("apap", "subset"), default="apap")
+    parser.add_argument("--phantom", choices=("structure", "bundles"), default="bundles")
+    parser.add_argument("--crop", type=int, default=48)
+    parser.add_argument("--dirs", type=int, default=30,
+                        help="diffusion directions (default 30)")
+    parser.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
+
+
+def probe_case_from(args) -> Case:
+    """:func:`probe_case` of the options :func:`add_probe_case_arguments` added."""
+    return probe_case(args.case, args.phantom, args.crop, args.work, args.dirs)
+
+
 def probe_case(case: str, phantom: str, crop: int, work=None, n_dirs: int = 30) -> Case:
     """A benchmark case for the probe scripts of ``benchmarks/``, cached in ``work`` (default
     ``runs/bench_CASE``, with ``_PHANTOM`` appended for a phantom other than ``structure`` and
