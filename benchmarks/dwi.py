@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from noise2average.bench.dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, fa_figure,
-                                         markdown_table, run_method, score, target_check)
+from noise2average.bench.dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, default_work,
+                                     fa_figure, markdown_table, run_method, score, target_check)
 from noise2average.bench.volumes import parse_spec
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=["apap", "subset"], default="apap")
     ap.add_argument("-o", "--output", required=True, help="folder for results.md/json, fa.png")
-    ap.add_argument("--work", help="cache of method outputs (default runs/bench_CASE, or "
-                                   "runs/bench_CASE_bundles)")
+    ap.add_argument("--work", help="cache of method outputs (default runs/bench_CASE with the "
+                                   "phantom, directions and subset size appended)")
     ap.add_argument("--phantom", choices=["structure", "bundles"], default="structure")
     ap.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     ap.add_argument("--report-methods", nargs="+", default=None,
@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--group-size", type=int, default=7)
     ap.add_argument("--subsets", type=int, default=2, help="subset case: repetitions to make")
+    ap.add_argument("--subset-size", type=int, default=6,
+                    help="subset case: directions in each subset (default 6)")
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps per iteration")
     ap.add_argument("--iterations", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
@@ -66,16 +68,15 @@ def main(argv=None) -> int:
 
     cfg = DwiBenchConfig(case=args.case, crop=args.crop, n_dirs=args.dirs, n_b0=args.b0s,
                          snr=args.snr, seed=args.seed, group_size=args.group_size,
-                         subsets=args.subsets, phantom=args.phantom)
+                         subsets=args.subsets, subset_size=args.subset_size,
+                         phantom=args.phantom)
     changes = {"init": args.init, "threads": args.threads, "seed": args.seed, "device": "cpu"}
     for key, name in (("steps", "steps"), ("iterations", "iterations"), ("lr", "lr"),
                       ("patch", "patch_size")):
         if getattr(args, key) is not None:
             changes[name] = getattr(args, key)
     config = DenoiseConfig(**changes)
-    suffix = "" if args.phantom == "structure" else f"_{args.phantom}"
-    work = Path(args.work or f"runs/bench_{args.case}{suffix}")
-    work.mkdir(parents=True, exist_ok=True)
+    work = default_work(cfg, args.work)
     t0 = time.perf_counter()
     case = cached_case(cfg, work / "case.npz")
     print(f"case ready in {time.perf_counter() - t0:.0f} s: reps {case.reps[0].shape}, "

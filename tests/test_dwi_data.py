@@ -138,7 +138,9 @@ def test_dti_split_cli_on_dipy_real_crop(small64, tmp_path):
     assert b_out[0] == 0 and np.all(np.abs(b_out[1:] - 994) < 10)
     side = [json.loads((out / f"rep-{k}.json").read_text()) for k in (1, 2)]
     vols = [set(s["subset"]["volumes"]) for s in side]
-    assert not vols[0] & vols[1] and all(len(v) == 6 for v in vols)  # disjoint, 6 each
+    # by default the shell's 64 directions are shared out: disjoint, 32 each, none unused
+    assert not vols[0] & vols[1] and all(len(v) == 32 for v in vols)
+    assert side[0]["split"]["unused_volumes"] == []
     assert all(s["subset"]["condition_number"] < 2.0 for s in side)
     assert side[0]["split"]["subsets"] == side[1]["split"]["subsets"]
     # the same b=0 image in both; each repetition's tensor is near the full-data tensor
@@ -158,6 +160,11 @@ def test_dti_split_cli_on_dipy_real_crop(small64, tmp_path):
     assert rc == 0
     assert nib.load(str(tmp_path / "met" / "V1.nii.gz")).shape == (10, 10, 10, 3)
     assert json.loads((tmp_path / "met" / "FA.json").read_text())["method"] == "WLS"
+    # the paper's split: 6 directions in each subset, still well conditioned
+    _, _, _, rec6 = dti_split(data, bvals, bvecs, subset_size=6)
+    assert [len(s["volumes"]) for s in rec6["subsets"]] == [6, 6]
+    assert all(s["condition_number"] < 2.0 for s in rec6["subsets"])
+    assert len(rec6["unused_volumes"]) == 64 - 12
     # 12 common directions
     reps12, b12, v12, rec = dti_split(data, bvals, bvecs, n_dirs=12)
     assert reps12[0].shape[-1] == 13 and rec["common_directions"]["condition_number"] < 1.7

@@ -321,14 +321,17 @@ def _pick_shell(table, needed: int, shell: float | None) -> float:
 
 
 def dti_split(dwi4d: np.ndarray, bvals, bvecs, mask: np.ndarray | None = None, *,
-              n_dirs: int = 6, n_subsets: int = 2, subset_size: int = 6,
+              n_dirs: int = 6, n_subsets: int = 2, subset_size: int | None = None,
               shell: float | None = None, b0: str = "mean", method: str = "WLS",
               b0_threshold: float = 50.0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, dict]:
     """Turn one DTI series into ``n_subsets`` "repetitions" with the same gradient table.
 
     1. One shell is used: ``shell``, or by default the shell nearest b=1000 that holds at
-       least ``n_subsets * subset_size`` directions.
-    2. :func:`select_subsets` picks disjoint, well-conditioned subsets of its directions.
+       least ``n_subsets * subset_size`` directions (``n_subsets * 6`` without a size).
+    2. :func:`select_subsets` picks disjoint, well-conditioned subsets of its directions,
+       ``subset_size`` each, or by default as many as the shell holds shared out evenly:
+       every measured direction then informs a repetition, and each subset's tensor fit is
+       less noisy than one from 6 directions (docs/benchmarks.md, "All directions").
     3. Each subset, with a b=0 image, is fitted by a tensor (``method``, DIPY).
        ``b0="mean"``: every subset uses the mean of all b=0 volumes; ``b0="split"``: the b=0
        volumes are dealt round robin into disjoint groups, one per subset (independent b=0
@@ -352,11 +355,12 @@ def dti_split(dwi4d: np.ndarray, bvals, bvecs, mask: np.ndarray | None = None, *
     if b0 not in ("mean", "split"):
         raise InputError(f"b0 must be 'mean' or 'split', got {b0!r}")
     table = validate_gradients(bvals, bvecs, dwi4d.shape[3], b0_threshold=b0_threshold)
-    needed = n_subsets * subset_size
     if n_subsets < 2:
         raise InputError(f"a split needs at least 2 subsets, got {n_subsets}")
-    b_shell = _pick_shell(table, needed, shell)
+    b_shell = _pick_shell(table, n_subsets * (subset_size or 6), shell)
     vols = table.shell_indices(b_shell)
+    if subset_size is None:
+        subset_size = len(vols) // n_subsets
     picks = select_subsets(table.bvecs[vols], n_subsets, subset_size)
     b0_idx = table.b0_indices
     if b0 == "split":

@@ -61,6 +61,7 @@ class DwiBenchConfig:
     seed: int = 0
     group_size: int = 7
     subsets: int = 2  # repetitions made by dti_split in the subset case
+    subset_size: int = 6  # directions in each subset (6: the paper's b=0 + 6 repetitions)
     #: the white matter's tract field: "structure" (the WM map's structure tensor) or
     #: "bundles" (smooth crossing fibre families; arrays.dwi_phantom.bundle_tensors)
     phantom: str = "structure"
@@ -126,7 +127,7 @@ def build_case(cfg: DwiBenchConfig) -> Case:
     if cfg.case != "subset":
         raise ValueError(f"unknown case {cfg.case!r}")
     split, bv, bc, split_rec = dti_split(reps[0], ph.bvals, ph.bvecs, ph.brain_mask,
-                                         n_subsets=cfg.subsets)
+                                         n_subsets=cfg.subsets, subset_size=cfg.subset_size)
     clean = synthesize(ph.field.evals, ph.field.evecs, ph.field.S0.astype(np.float32), bv, bc,
                        ph.field.mask)
     record["split"] = split_rec
@@ -189,26 +190,40 @@ def add_probe_case_arguments(parser) -> None:
     parser.add_argument("--crop", type=int, default=48)
     parser.add_argument("--dirs", type=int, default=30,
                         help="diffusion directions (default 30)")
+    parser.add_argument("--subset-size", type=int, default=6,
+                        help="subset case: directions in each subset (default 6)")
     parser.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
 
 
 def probe_case_from(args) -> Case:
     """:func:`probe_case` of the options :func:`add_probe_case_arguments` added."""
-    return probe_case(args.case, args.phantom, args.crop, args.work, args.dirs)
+    return probe_case(args.case, args.phantom, args.crop, args.work, args.dirs,
+                      args.subset_size)
 
 
-def probe_case(case: str, phantom: str, crop: int, work=None, n_dirs: int = 30) -> Case:
+def probe_case(case: str, phantom: str, crop: int, work=None, n_dirs: int = 30,
+               subset_size: int = 6) -> Case:
     """A benchmark case for the probe scripts of ``benchmarks/``, cached in ``work`` (default
-    ``runs/bench_CASE``, with ``_PHANTOM`` appended for a phantom other than ``structure`` and
-    ``_dirsN`` for other than 30 directions)."""
+    :func:`default_work`)."""
+    cfg = DwiBenchConfig(case=case, crop=crop, phantom=phantom, n_dirs=n_dirs,
+                         subset_size=subset_size)
+    folder = default_work(cfg, work)
+    return cached_case(cfg, folder / "case.npz")
+
+
+def default_work(cfg: DwiBenchConfig, work=None):
+    """The folder of a case's cache (created): ``work``, or by default ``runs/bench_CASE``
+    with ``_PHANTOM`` appended for a phantom other than ``structure``, ``_dirsN`` for other
+    than 30 directions and ``_subsetN`` for subsets of other than 6 directions, so that
+    cached method outputs of one case never stand for another's."""
     from pathlib import Path
 
-    suffix = ("" if phantom == "structure" else f"_{phantom}") + (
-        "" if n_dirs == 30 else f"_dirs{n_dirs}")
-    folder = Path(work or f"runs/bench_{case}{suffix}")
+    suffix = ("" if cfg.phantom == "structure" else f"_{cfg.phantom}") + (
+        "" if cfg.n_dirs == 30 else f"_dirs{cfg.n_dirs}") + (
+        "" if cfg.case != "subset" or cfg.subset_size == 6 else f"_subset{cfg.subset_size}")
+    folder = Path(work or f"runs/bench_{cfg.case}{suffix}")
     folder.mkdir(parents=True, exist_ok=True)
-    return cached_case(DwiBenchConfig(case=case, crop=crop, phantom=phantom, n_dirs=n_dirs),
-                       folder / "case.npz")
+    return folder
 
 
 def run_method(case: Case, method: str, config, group_size: int,

@@ -15,8 +15,9 @@ def dti_split(sub) -> None:
     ds.add_argument("--dirs", type=int, choices=[6, 12], default=6,
                     help="DWIs per repetition on the common scheme (6 or 12; default 6)")
     ds.add_argument("--subsets", type=int, default=2, help="repetitions = subsets (default 2)")
-    ds.add_argument("--subset-size", type=int, default=6,
-                    help="directions per subset (default 6, the fewest that fit a tensor)")
+    ds.add_argument("--subset-size", type=int, default=None,
+                    help="directions per subset (default: the shell's directions shared out "
+                         "evenly; 6, the fewest that fit a tensor, is the paper's split)")
     ds.add_argument("--shell", type=float, default=None,
                     help="b-value of the shell to use (default: the one nearest 1000)")
     ds.add_argument("--b0", choices=["mean", "split"], default="mean",
