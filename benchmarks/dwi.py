@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--subsets", type=int, default=2, help="subset case: repetitions to make")
     ap.add_argument("--subset-size", type=int, default=6,
                     help="subset case: directions in each subset (default 6)")
+    ap.add_argument("--subset-b0", choices=["mean", "split"], default="mean",
+                    help="subset case: the subsets' b=0 images (default mean)")
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps per iteration")
     ap.add_argument("--iterations", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     cfg = DwiBenchConfig(case=args.case, crop=args.crop, n_dirs=args.dirs, n_b0=args.b0s,
                          snr=args.snr, seed=args.seed, group_size=args.group_size,
                          subsets=args.subsets, subset_size=args.subset_size,
-                         phantom=args.phantom)
+                         subset_b0=args.subset_b0, phantom=args.phantom)
     changes = {"init": args.init, "threads": args.threads, "seed": args.seed, "device": "cpu"}
     for key, name in (("steps", "steps"), ("iterations", "iterations"), ("lr", "lr"),
                       ("patch", "patch_size")):

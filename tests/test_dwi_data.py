@@ -168,10 +168,11 @@ def test_dti_split_cli_on_dipy_real_crop(small64, tmp_path):
     # 12 common directions
     reps12, b12, v12, rec = dti_split(data, bvals, bvecs, n_dirs=12)
     assert reps12[0].shape[-1] == 13 and rec["common_directions"]["condition_number"] < 1.7
-    # disjoint b=0 groups: each repetition keeps its own b=0 image
+    # one b=0 volume: both repetitions share it; with two, by default each keeps its own
+    assert side[0]["split"]["b0"] == "mean"
     two_b0 = np.concatenate([data, 1.01 * data[..., :1]], axis=-1)
-    reps_b0, _, _, rec = dti_split(two_b0, np.r_[bvals, 0], np.r_[bvecs, [[0, 0, 0]]], b0="split")
-    assert [s["b0_volumes"] for s in rec["subsets"]] == [[0], [65]]
+    reps_b0, _, _, rec = dti_split(two_b0, np.r_[bvals, 0], np.r_[bvecs, [[0, 0, 0]]])
+    assert rec["b0"] == "split" and [s["b0_volumes"] for s in rec["subsets"]] == [[0], [65]]
     np.testing.assert_allclose(reps_b0[1][..., 0], 1.01 * data[..., 0], rtol=1e-5)
     with pytest.raises(InputError, match="b0 'split' needs at least 2 b=0"):
         dti_split(data, bvals, bvecs, b0="split")

@@ -322,7 +322,7 @@ def _pick_shell(table, needed: int, shell: float | None) -> float:
 
 def dti_split(dwi4d: np.ndarray, bvals, bvecs, mask: np.ndarray | None = None, *,
               n_dirs: int = 6, n_subsets: int = 2, subset_size: int | None = None,
-              shell: float | None = None, b0: str = "mean", method: str = "WLS",
+              shell: float | None = None, b0: str = "auto", method: str = "WLS",
               b0_threshold: float = 50.0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, dict]:
     """Turn one DTI series into ``n_subsets`` "repetitions" with the same gradient table.
 
@@ -335,7 +335,10 @@ def dti_split(dwi4d: np.ndarray, bvals, bvecs, mask: np.ndarray | None = None, *
     3. Each subset, with a b=0 image, is fitted by a tensor (``method``, DIPY).
        ``b0="mean"``: every subset uses the mean of all b=0 volumes; ``b0="split"``: the b=0
        volumes are dealt round robin into disjoint groups, one per subset (independent b=0
-       noise across repetitions; needs at least ``n_subsets`` b=0 volumes).
+       noise across repetitions; needs at least ``n_subsets`` b=0 volumes); ``b0="auto"``
+       (default): ``split`` where the series has that many b=0 volumes, else ``mean``.
+       Independent repetitions let the denoiser learn the b=0 image's noise and measure the
+       contrast it keeps (docs/benchmarks.md, "All directions").
     4. Each repetition = [that b=0 image, DWIs synthesized from the subset's tensor along
        ``n_dirs`` COMMON directions]: the antipodal electrostatic-repulsion set of
        :func:`electrostatic_directions` (deterministic, so every split of every subject
@@ -352,8 +355,8 @@ def dti_split(dwi4d: np.ndarray, bvals, bvecs, mask: np.ndarray | None = None, *
         raise InputError(f"a DWI series must be 4D, got shape {dwi4d.shape}")
     if n_dirs < 6:
         raise InputError(f"at least 6 common directions are needed, got {n_dirs}")
-    if b0 not in ("mean", "split"):
-        raise InputError(f"b0 must be 'mean' or 'split', got {b0!r}")
+    if b0 not in ("auto", "mean", "split"):
+        raise InputError(f"b0 must be 'auto', 'mean' or 'split', got {b0!r}")
     table = validate_gradients(bvals, bvecs, dwi4d.shape[3], b0_threshold=b0_threshold)
     if n_subsets < 2:
         raise InputError(f"a split needs at least 2 subsets, got {n_subsets}")
@@ -363,6 +366,8 @@ def dti_split(dwi4d: np.ndarray, bvals, bvecs, mask: np.ndarray | None = None, *
         subset_size = len(vols) // n_subsets
     picks = select_subsets(table.bvecs[vols], n_subsets, subset_size)
     b0_idx = table.b0_indices
+    if b0 == "auto":
+        b0 = "split" if b0_idx.size >= n_subsets else "mean"
     if b0 == "split":
         if b0_idx.size < n_subsets:
             raise InputError(f"b0 'split' needs at least {n_subsets} b=0 volumes; the series has "

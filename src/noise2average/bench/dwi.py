@@ -62,6 +62,7 @@ class DwiBenchConfig:
     group_size: int = 7
     subsets: int = 2  # repetitions made by dti_split in the subset case
     subset_size: int = 6  # directions in each subset (6: the paper's b=0 + 6 repetitions)
+    subset_b0: str = "mean"  # the subsets' b=0 images: dti_split's ``b0`` (mean or split)
     #: the white matter's tract field: "structure" (the WM map's structure tensor) or
     #: "bundles" (smooth crossing fibre families; arrays.dwi_phantom.bundle_tensors)
     phantom: str = "structure"
@@ -127,7 +128,8 @@ def build_case(cfg: DwiBenchConfig) -> Case:
     if cfg.case != "subset":
         raise ValueError(f"unknown case {cfg.case!r}")
     split, bv, bc, split_rec = dti_split(reps[0], ph.bvals, ph.bvecs, ph.brain_mask,
-                                         n_subsets=cfg.subsets, subset_size=cfg.subset_size)
+                                         n_subsets=cfg.subsets, subset_size=cfg.subset_size,
+                                         b0=cfg.subset_b0)
     clean = synthesize(ph.field.evals, ph.field.evecs, ph.field.S0.astype(np.float32), bv, bc,
                        ph.field.mask)
     record["split"] = split_rec
@@ -192,21 +194,23 @@ def add_probe_case_arguments(parser) -> None:
                         help="diffusion directions (default 30)")
     parser.add_argument("--subset-size", type=int, default=6,
                         help="subset case: directions in each subset (default 6)")
+    parser.add_argument("--subset-b0", choices=("mean", "split"), default="mean",
+                        help="subset case: the subsets' b=0 images (default mean)")
     parser.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
 
 
 def probe_case_from(args) -> Case:
     """:func:`probe_case` of the options :func:`add_probe_case_arguments` added."""
     return probe_case(args.case, args.phantom, args.crop, args.work, args.dirs,
-                      args.subset_size)
+                      args.subset_size, args.subset_b0)
 
 
 def probe_case(case: str, phantom: str, crop: int, work=None, n_dirs: int = 30,
-               subset_size: int = 6) -> Case:
+               subset_size: int = 6, subset_b0: str = "mean") -> Case:
     """A benchmark case for the probe scripts of ``benchmarks/``, cached in ``work`` (default
     :func:`default_work`)."""
     cfg = DwiBenchConfig(case=case, crop=crop, phantom=phantom, n_dirs=n_dirs,
-                         subset_size=subset_size)
+                         subset_size=subset_size, subset_b0=subset_b0)
     folder = default_work(cfg, work)
     return cached_case(cfg, folder / "case.npz")
 
@@ -214,13 +218,15 @@ def probe_case(case: str, phantom: str, crop: int, work=None, n_dirs: int = 30,
 def default_work(cfg: DwiBenchConfig, work=None):
     """The folder of a case's cache (created): ``work``, or by default ``runs/bench_CASE``
     with ``_PHANTOM`` appended for a phantom other than ``structure``, ``_dirsN`` for other
-    than 30 directions and ``_subsetN`` for subsets of other than 6 directions, so that
-    cached method outputs of one case never stand for another's."""
+    than 30 directions, ``_subsetN`` for subsets of other than 6 directions and ``_b0split``
+    for subsets with b=0 images of their own, so that cached method outputs of one case
+    never stand for another's."""
     from pathlib import Path
 
     suffix = ("" if cfg.phantom == "structure" else f"_{cfg.phantom}") + (
         "" if cfg.n_dirs == 30 else f"_dirs{cfg.n_dirs}") + (
-        "" if cfg.case != "subset" or cfg.subset_size == 6 else f"_subset{cfg.subset_size}")
+        "" if cfg.case != "subset" or cfg.subset_size == 6 else f"_subset{cfg.subset_size}") + (
+        "" if cfg.case != "subset" or cfg.subset_b0 == "mean" else "_b0split")
     folder = Path(work or f"runs/bench_{cfg.case}{suffix}")
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -20,9 +20,10 @@ def dti_split(sub) -> None:
                          "evenly; 6, the fewest that fit a tensor, is the paper's split)")
     ds.add_argument("--shell", type=float, default=None,
                     help="b-value of the shell to use (default: the one nearest 1000)")
-    ds.add_argument("--b0", choices=["mean", "split"], default="mean",
-                    help="b=0 of every repetition: the mean of all b=0 volumes (default) or "
-                         "disjoint groups of them")
+    ds.add_argument("--b0", choices=["auto", "mean", "split"], default="auto",
+                    help="b=0 of every repetition: disjoint groups of the b=0 volumes "
+                         "(split), the mean of all of them (mean), or split where there are "
+                         "enough b=0 volumes, else mean (auto, default)")
     ds.add_argument("--method", default="WLS", choices=["WLS", "OLS", "NLLS"],
                     help="tensor fit (default WLS)")
     ds.add_argument("--quiet", action="store_true")
