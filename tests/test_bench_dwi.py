@@ -52,3 +52,19 @@ def test_contrast_slope_reads_one_for_the_truth_and_the_shrinkage_of_a_shrunk_co
     assert contrast_slope(clean, clean, b0, m) == pytest.approx(1.0)
     shrunk = shrink_contrast(clean, b0, 0.9)
     assert contrast_slope(shrunk, clean, b0, m) == pytest.approx(0.9, abs=1e-6)
+
+
+def test_each_case_caches_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    from noise2average.bench.dwi import default_work
+
+    monkeypatch.chdir(tmp_path)
+    configs = [DwiBenchConfig(case="subset"), DwiBenchConfig(case="subset", subset_size=15),
+               DwiBenchConfig(case="subset", subset_size=15, subset_b0="split"),
+               DwiBenchConfig(case="subset", phantom="bundles", n_dirs=12),
+               DwiBenchConfig(case="apap", subset_size=15)]
+    folders = [default_work(c) for c in configs]
+    assert [f.name for f in folders] == ["bench_subset", "bench_subset_subset15",
+                                         "bench_subset_subset15_b0split",
+                                         "bench_subset_bundles_dirs12", "bench_apap"]
+    assert all(f.is_dir() for f in folders)
+    assert default_work(configs[0], tmp_path / "mine") == tmp_path / "mine"

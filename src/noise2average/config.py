@@ -74,9 +74,9 @@ class DenoiseConfig:
         With ``dwi_mode='volumes'``: the volumes each shell's network denoises, its DWIs as
         acquired (``directions``) or their principal components (``components``,
         :mod:`noise2average.arrays.components`); ``auto`` (the default), per shell, the
-        components where the repetitions are acquisitions of their own (not ``n2a
-        dti-split``'s subsets, which share their b=0 image) and the shell's contrast between
-        directions stands well out of the noise, else the DWIs
+        components where the repetitions are acquisitions of their own (not subsets of one
+        scan that share its b=0 image, ``n2a dti-split --b0 mean``) and the shell's contrast
+        between directions stands well out of the noise, else the DWIs
         (:func:`noise2average.dwi_volumes.shell_basis`). The b=0 volumes are denoised as
         acquired either way.
     contrast_weight

@@ -62,7 +62,8 @@ class VolumeRun:
         repetitions, or, after an output tuning, on a recorrupted pass of the tuned networks;
         or None.
     contrast_restored : whether the output's contrast was spread by ``1 / contrast_kept``:
-        not when a shell's repetitions are one image (``n2a dti-split``'s shared b=0). The
+        not when a shell's repetitions are one image (a b=0 that ``n2a dti-split`` gives
+        every subset: ``--b0 mean``, or a series with one b=0 volume). The
         subsets' DWIs are tensor fits through that shared b=0, so part of their noise is
         common to both, looks like contrast to the estimate and is spread with it
         (docs/benchmarks.md, "Volume by volume").
@@ -103,8 +104,8 @@ COMPONENT_SNR = 15.0
 def repetitions_independent(reps: Sequence[np.ndarray], b0: np.ndarray,
                             mask: np.ndarray) -> bool:
     """Whether the repetitions are acquisitions of their own: their b=0 volumes (if any) are
-    not one image, as they are in ``n2a dti-split``'s subsets (tensor fits through one shared
-    b=0 image, whose noise the directions share)."""
+    not one image, as they are in ``n2a dti-split``'s subsets with ``--b0 mean`` (tensor fits
+    through one shared b=0 image, whose noise the directions share)."""
     return not any(b0) or any(not np.array_equal(r[..., b0][mask], reps[0][..., b0][mask])
                               for r in reps[1:])
 
@@ -417,8 +418,9 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         the b=0 volumes, is fine-tuned from the initial network on its own: the shells differ
         in contrast and noise level, and a network shared with 30 DWIs denoises the few b=0
         volumes, on which every tensor metric depends, worse than one of their own. A shell
-        whose repetitions are one and the same image (the b=0 volume that ``n2a dti-split``
-        gives every subset) has no noise to learn from and gets the initial network's pass.
+        whose repetitions are one and the same image (the b=0 volume that ``n2a dti-split
+        --b0 mean`` gives every subset) has no noise to learn from and gets the initial
+        network's pass.
     config
         :class:`~noise2average.config.DenoiseConfig`: ``method`` (``n2a``/``n2a-aligned``,
         ``n2n``, ``supervised``, ``pretrained``), ``iterations``, ``steps``, ``lr``,
@@ -458,7 +460,7 @@ def denoise_by_volume(reps: Sequence[np.ndarray], mask: np.ndarray, shells: np.n
         basis, snr = (None, None) if k < 0 else shell_basis(
             config.dwi_basis, [r[..., idx] for r in reps], mask, independent_reps)
         shell = _shell(reps, average, reference, idx, mask, basis, label)
-        # repetitions that are one image (the shared b=0 of n2a dti-split's subsets) hold no
+        # repetitions that are one image (a b=0 shared by n2a dti-split's subsets) hold no
         # noise to learn from: the initial network denoises them as it is
         differ = any(not np.array_equal(r[mask], shell.reps[0][mask]) for r in shell.reps[1:])
         independent &= differ

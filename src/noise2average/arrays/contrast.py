@@ -58,7 +58,7 @@ def contrast_kept_by_pairs(triples: Sequence[tuple[np.ndarray, np.ndarray, np.nd
     that ``sum <c(output), c(witness)> / sum <c(input), c(witness)>`` leaves the noise out
     (:func:`contrast_kept` takes the other repetitions as witnesses; the tuned diffusion
     output a recorrupted pair). All three are divided by the output's S0: a noisy S0 shared
-    by the input and the witness (the common b=0 of ``n2a dti-split``'s subsets) would
+    by the input and the witness (the common b=0 of ``n2a dti-split --b0 mean``) would
     otherwise inflate the denominator by about 3 / SNR^2 and the restoration with it. None
     when the series has no DWI or no b=0 volume, the mask is empty or the witnesses share no
     contrast with the inputs."""
