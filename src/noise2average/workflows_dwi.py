@@ -99,8 +99,9 @@ def dti_split_files(args: argparse.Namespace) -> None:
     if not getattr(args, "quiet", False):
         conds = ", ".join(f"{s['condition_number']:.2f}" for s in record["subsets"])
         print(f"n2a dti-split: {len(reps)} repetitions of b=0 + {args.dirs} DWIs "
-              f"(b={record['shell']:g}) "
-              f"in {outdir}/; subset condition numbers {conds}", file=sys.stderr)
+              f"(b={record['shell']:g}) from subsets of {record['subset_size']} directions, "
+              f"b=0 {record['b0']}, in {outdir}/; subset condition numbers {conds}",
+              file=sys.stderr)
 
 
 def dti_metrics_files(args: argparse.Namespace) -> None:

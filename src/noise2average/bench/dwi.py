@@ -196,7 +196,8 @@ def add_probe_case_arguments(parser) -> None:
                         help="subset case: directions in each subset (default 6)")
     parser.add_argument("--subset-b0", choices=("mean", "split"), default="mean",
                         help="subset case: the subsets' b=0 images (default mean)")
-    parser.add_argument("--work", help="case cache folder (default runs/bench_CASE[_PHANTOM])")
+    parser.add_argument("--work", help="case cache folder (default runs/bench_CASE with the "
+                                       "phantom, directions and subsets appended)")
 
 
 def probe_case_from(args) -> Case:
