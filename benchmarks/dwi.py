@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from noise2average.bench.dwi import (DEFAULT_METHODS, DwiBenchConfig, cached_case, default_work,
-                                     fa_figure, markdown_table, run_method, score, target_check)
+from noise2average.bench.dwi import (DEFAULT_METHODS, DwiBenchConfig, add_subset_arguments,
+                                     cached_case, default_work, fa_figure, markdown_table,
+                                     run_method, score, target_check)
 from noise2average.bench.volumes import parse_spec
 from noise2average.config import DenoiseConfig
 from noise2average.io.atomic import write_text
@@ -56,10 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--group-size", type=int, default=7)
     ap.add_argument("--subsets", type=int, default=2, help="subset case: repetitions to make")
-    ap.add_argument("--subset-size", type=int, default=6,
-                    help="subset case: directions in each subset (default 6)")
-    ap.add_argument("--subset-b0", choices=["mean", "split"], default="mean",
-                    help="subset case: the subsets' b=0 images (default mean)")
+    add_subset_arguments(ap)
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps per iteration")
     ap.add_argument("--iterations", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)

@@ -192,12 +192,19 @@ def add_probe_case_arguments(parser) -> None:
     parser.add_argument("--crop", type=int, default=48)
     parser.add_argument("--dirs", type=int, default=30,
                         help="diffusion directions (default 30)")
-    parser.add_argument("--subset-size", type=int, default=6,
-                        help="subset case: directions in each subset (default 6)")
-    parser.add_argument("--subset-b0", choices=("mean", "split"), default="mean",
-                        help="subset case: the subsets' b=0 images (default mean)")
+    add_subset_arguments(parser)
     parser.add_argument("--work", help="case cache folder (default runs/bench_CASE with the "
                                        "phantom, directions and subsets appended)")
+
+
+def add_subset_arguments(parser) -> None:
+    """How the subset case splits its series (``DwiBenchConfig.subset_size``, ``subset_b0``;
+    the defaults are the paper's split)."""
+    parser.add_argument("--subset-size", type=int, default=DwiBenchConfig.subset_size,
+                        help="subset case: directions in each subset (default 6)")
+    parser.add_argument("--subset-b0", choices=("mean", "split"),
+                        default=DwiBenchConfig.subset_b0,
+                        help="subset case: the subsets' b=0 images (default mean)")
 
 
 def probe_case_from(args) -> Case:
