@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from noise2average.arrays.noise import rician
-from noise2average.arrays.synth import (Source, degrade_resolution, draw_clean, random_warp,
-                                        sharpen_fractions)
+from noise2average.arrays.synth import (Source, degrade_resolution, draw_clean, random_labels,
+                                        random_warp, shapes_source, sharpen_fractions)
 from noise2average.io.pretrain_sources import pretrain_sources, tissue_fractions
 from noise2average.nn.device import resolve_policy
 from noise2average.nn.models import build_model
@@ -42,6 +42,19 @@ def test_draw_clean_is_scaled_and_seeded():
     np.testing.assert_array_equal(a, b)
     assert da == db and da["source"] in ("ball", "ball-t1")
     assert abs(np.percentile(a[ma], 99) - 1.0) < 1e-3
+
+
+def test_shapes_source_draws_seeded_label_images_without_a_brain():
+    a, mask, drawn = draw_clean([shapes_source()], (24, 24, 24), np.random.default_rng(2))
+    b, _, _ = draw_clean([shapes_source()], (24, 24, 24), np.random.default_rng(2))
+    np.testing.assert_array_equal(a, b)
+    assert drawn == {"source": "random-shapes"} and mask.all()
+    assert abs(np.percentile(a, 99) - 1.0) < 1e-3 and a.min() >= 0
+    # several labels, none filling the cube: the image has edges, not one flat level
+    label = random_labels((24, 24, 24), np.random.default_rng(2))
+    counts = np.bincount(label.ravel())
+    assert (counts > 0).sum() >= 4 and counts.max() < label.size
+    assert np.abs(np.diff(a, axis=0)).max() > 0.2
 
 
 def test_degrade_resolution_never_sharpens():

@@ -40,9 +40,12 @@ def pretrain_files(args: argparse.Namespace) -> None:
             masks.append(mask)
         data_desc = [str(p) for p in images]
     elif args.data == "randomized":
+        from .arrays.synth import shapes_source
         from .io.pretrain_sources import pretrain_sources
 
         sources = pretrain_sources(args.extra_data)
+        if args.shapes > 0:
+            sources.append(shapes_source(args.shapes))
         vols, masks = None, None
         data_desc = [f"{s.name} (weight {s.weight})" for s in sources]
     else:
@@ -50,6 +53,10 @@ def pretrain_files(args: argparse.Namespace) -> None:
         vols, masks, data_desc = [t1], [mask], ["MNI152 2009a sym T1 (nilearn wheel)"]
     if args.extra_data and sources is None:
         raise InputError("--extra-data needs --data randomized")
+    if args.shapes and sources is None:
+        raise InputError("--shapes needs --data randomized")
+    if args.shapes < 0:
+        raise InputError(f"--shapes is a draw weight, at least 0; got {args.shapes}")
     cfg = PretrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch,
                          patch_size=args.patch, sigma_min=args.sigma_range[0],
                          sigma_max=args.sigma_range[1], seed=args.seed, crop=args.crop,

@@ -1,11 +1,13 @@
 """Domain-randomized clean brain images for pre-training (arrays in, arrays out).
 
-Two kinds of source feed the generator: *intensity* sources (a T1w image, e.g. a template),
-and *tissue* sources (GM / WM / CSF fraction maps), from which an image is synthesized with
-random tissue intensities and texture. Every draw cuts a randomly placed, rotated, scaled and
-elastically deformed cube out of one source, so that the network sees anatomy in positions,
-sizes and shapes no single template has; then blur and anisotropic resolution vary the
-sharpness. Noise is added afterwards by the pre-training sampler (:mod:`noise2average.pretrain`).
+Three kinds of source feed the generator: *intensity* sources (a T1w image, e.g. a template),
+*tissue* sources (GM / WM / CSF fraction maps), from which an image is synthesized with
+random tissue intensities and texture, and *shapes*: random label maps made on the spot,
+anatomy of no species, so that the network learns edges, sheets and blobs of every size and
+contrast rather than one brain's. Every draw from an image source cuts a randomly placed,
+rotated, scaled and elastically deformed cube out of it, so that the network sees anatomy in
+positions, sizes and shapes no single template has; then blur and anisotropic resolution vary
+the sharpness. Noise is added afterwards by the pre-training sampler (:mod:`noise2average.pretrain`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Source", "random_warp", "sharpen_fractions", "synthesize_tissues", "degrade_resolution",
-           "draw_clean"]
+__all__ = ["Source", "shapes_source", "random_warp", "sharpen_fractions", "synthesize_tissues",
+           "random_labels", "synthesize_labels", "degrade_resolution", "draw_clean"]
+
+KINDS = ("intensity", "tissues", "shapes")
 
 
 @dataclass
@@ -29,13 +33,13 @@ class Source:
         Shown in provenance.
     channels
         Arrays on one grid: one T1w image (``kind='intensity'``) or GM, WM, CSF fractions
-        (``kind='tissues'``).
+        (``kind='tissues'``); none for ``kind='shapes'``, which makes its images on the spot.
     mask
         Brain mask on the same grid (where crops are centred and the loss counts).
     zoom
         Voxel size of the grid in mm (isotropic).
     kind
-        ``'intensity'`` or ``'tissues'``.
+        ``'intensity'``, ``'tissues'`` or ``'shapes'``.
     weight
         Relative probability of drawing this source.
     """
@@ -49,11 +53,16 @@ class Source:
     centres: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("intensity", "tissues"):
-            raise ValueError(f"kind must be 'intensity' or 'tissues', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         # a sparse sample of mask voxels is enough to place crops
         idx = np.argwhere(self.mask)
         self.centres = idx[:: max(1, len(idx) // 20000)]
+
+
+def shapes_source(weight: float = 1.0) -> Source:
+    """The source of random label maps (:func:`random_labels`), drawn with ``weight``."""
+    return Source("random-shapes", [], np.ones((1, 1, 1), bool), 1.0, "shapes", weight)
 
 
 def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
@@ -138,6 +147,47 @@ def synthesize_tissues(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray,
     return np.clip(image, 0, None)
 
 
+def _smooth_field(shape: tuple[int, int, int], size: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise on a grid of one node per ``size`` voxels, cubic-upsampled to ``shape``."""
+    coarse = [max(2, int(round(s / size)) + 1) for s in shape]
+    field = ndimage.zoom(rng.standard_normal(coarse).astype(np.float32),
+                         [s / c for s, c in zip(shape, coarse)], order=3)
+    return field[tuple(slice(0, s) for s in shape)]
+
+
+def random_labels(shape: tuple[int, int, int], rng: np.random.Generator,
+                  labels: tuple[int, int] = (4, 10),
+                  size_voxels: tuple[float, float] = (3.0, 16.0),
+                  shell_probability: float = 0.6) -> np.ndarray:
+    """A random label map: each voxel takes the largest of several smooth random fields
+    (blobs with curved boundaries, their size log-uniform in ``size_voxels``), and, with
+    ``shell_probability``, a thin shell of 1-3 voxels round one label becomes a label of its
+    own (a sheet like a cortical ribbon)."""
+    n = int(rng.integers(labels[0], labels[1] + 1))
+    size = float(np.exp(rng.uniform(*np.log(size_voxels))))
+    label = np.argmax([_smooth_field(shape, size, rng) for _ in range(n)], axis=0)
+    if rng.random() < shell_probability:
+        region = label == int(rng.integers(n))
+        inner = ndimage.binary_erosion(region, iterations=int(rng.integers(1, 4)))
+        label[region & ~inner] = n
+    return label.astype(np.int16)
+
+
+def synthesize_labels(label: np.ndarray, rng: np.random.Generator,
+                      max_partial_volume: float = 0.6) -> np.ndarray:
+    """An image from a label map: a random intensity in [0, 1] and fine texture per label,
+    partial volume by a Gaussian blur of each label's indicator (0.3 to
+    ``max_partial_volume`` voxels, as :func:`sharpen_fractions`)."""
+    width = float(rng.uniform(0.3, max_partial_volume))
+    image = np.zeros(label.shape, np.float32)
+    for k in np.unique(label):
+        frac = ndimage.gaussian_filter((label == k).astype(np.float32), width)
+        image += frac * rng.uniform(0.0, 1.0) * _texture(label.shape, rng,
+                                                           rng.uniform(0.0, 0.08))
+    return np.clip(image, 0, None)
+
+
 def degrade_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random isotropic blur (probability 0.2, up to 0.5 voxel) and, with probability 0.15, one
     axis blurred further (thicker slices, up to 1 voxel). Rare and mild: every blur teaches
@@ -159,6 +209,11 @@ def draw_clean(sources: list[Source], shape: tuple[int, int, int], rng: np.rando
     w = np.array([s.weight for s in sources], float)
     src = sources[int(rng.choice(len(sources), p=w / w.sum()))]
     voxel = float(rng.uniform(*voxel_range))
+    if src.kind == "shapes":  # every voxel is foreground: there is no brain to cut from
+        image = degrade_resolution(synthesize_labels(random_labels(shape, rng), rng), rng)
+        mask = np.ones(shape, bool)
+        image /= max(float(np.percentile(image, 99)), 1e-6)
+        return image.astype(np.float32), mask, {"source": src.name}
     for _ in range(10):  # a crop near the edge of the brain can hold too little of it
         channels, mask = random_warp(src, shape, voxel, rng)
         if mask.sum() >= 0.15 * mask.size:

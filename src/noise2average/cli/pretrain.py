@@ -17,6 +17,9 @@ def add(sub) -> None:
     p.add_argument("--extra-data", metavar="DIR",
                    help="--data randomized: folder with more sources "
                         "(scripts/get_pretrain_data.sh fills data/pretrain)")
+    p.add_argument("--shapes", type=float, default=0.0, metavar="WEIGHT",
+                   help="--data randomized: also draw random label maps (anatomy of no "
+                        "species) with this weight beside the brain sources' (default 0: none)")
     p.add_argument("--crop", type=int, default=72,
                    help="--data randomized: edge of each randomized cube (default 72)")
     p.add_argument("--multicoil", type=float, default=0.0,
