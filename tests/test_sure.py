@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from noise2average.arrays.detail import DETAIL_BOUNDS, add_detail
 from noise2average.arrays.noise import (contrast_explained, difference_probe, local_sd, remove_anatomy, rician,
                                         rician_bias, rician_mean)
 from noise2average.config import DenoiseConfig
@@ -226,6 +227,26 @@ def test_output_tuning_lowers_the_error_of_the_output():
     for tuning in ("sure", "r2r"):
         assert errors[tuning][0] < errors["none"][0], (tuning, errors)
         assert errors[tuning][1] < 0.9 * errors["none"][1], (tuning, errors)
+
+
+def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
+    """``output_detail=sure``: the same tuned output plus the recorded share of its own
+    detail, the share in its bounds (a small scratch network: the wiring is under test;
+    tests/test_detail.py checks SURE's choice against the truth's)."""
+    clean, mask, reps = _cubes_case()
+    base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
+                         precision="fp32", output_tuning_steps=20, output_tuning="r2r",
+                         outside="zero", output_flips="lr", preset="tiny", init="scratch")
+    plain = denoise(reps, mask, base)
+    sharp = denoise(reps, mask, base.replace(output_detail="sure"))
+    record = sharp.history[-1]
+    amount = record["output_detail_amount"]
+    assert DETAIL_BOUNDS[0] <= amount <= DETAIL_BOUNDS[1] and record["output_detail_seconds"] > 0
+    assert "output_detail_amount" not in plain.history[-1]
+    expected = np.where(mask, add_detail(plain.output, mask, amount), 0)
+    np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
+    with pytest.raises(InputError, match="output_detail"):
+        DenoiseConfig(output_detail="always")
 
 
 def test_output_tuning_is_validated():

@@ -212,6 +212,13 @@ class DenoiseConfig:
         against a constant rate with five checks on protocol v1, scores within -0.08 to
         +0.16 dB on every case for 4-25 % less tuning time (docs/benchmarks.md, "The
         default against BM4D").
+    output_detail
+        ``sure``: after the tuning, add a multiple of the output's own fine detail (its
+        difference from a Gaussian blur of 0.7 voxels, an unsharp mask), the multiple (0 to
+        1) chosen by SURE on the held-out slab (:mod:`noise2average.arrays.detail`): the
+        tuned network is tuned at a higher noise level than the average it denoises, and
+        smooths more than the least error asks. ``none`` (the default): the network's output
+        as it is.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -250,6 +257,7 @@ class DenoiseConfig:
     output_tuning_alpha: float = 0.5
     output_tuning_schedule: str = "auto"
     output_tuning_checks: int = 1
+    output_detail: str = "none"
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -295,6 +303,7 @@ class DenoiseConfig:
                               ("dwi_mode", ("volumes", "groups")),
                               ("dwi_basis", ("auto", "directions", "components")),
                               ("output_tuning", ("auto", "none", *TUNING_OBJECTIVES)),
+                              ("output_detail", ("none", "sure")),
                               ("stopping", ("auto", "fixed", "cross")),
                               ("output_from", ("auto", "denoised", "average")),
                               ("output_contrast", ("auto", "average", "first"))):

@@ -13,6 +13,7 @@ import numpy as np
 
 from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
                                matched_gains, uncertainty_map)
+from .arrays.detail import add_detail
 from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
@@ -119,6 +120,9 @@ def initial_model(config: DenoiseConfig, init_model=None):
         model, _ = load_packaged(PACKAGED_INITS[config.init])
         return model
     if config.init == "scratch":
+        import torch
+
+        torch.manual_seed(config.seed)  # the run's seed sets the initial weights too
         return build_model(config.preset)
     return load_model(config.init)[0]
 
@@ -744,8 +748,9 @@ class _LearnedRun:
             untuned = untuned or record.get("output_tuning_kept_step", 1) > 0
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
-        self.current = self.finish(self.apply(mean_in, norm, valid, self._pass_flips(untuned),
-                                              None), mean_in, valid)
+        out = self.apply(mean_in, norm, valid, self._pass_flips(untuned), None)
+        amount = self.history[-1].get("output_detail_amount", 0.0)
+        self.current = self.finish(add_detail(out, valid, amount), mean_in, valid)
         self._match_first_contrast(aligned[0] - mean_in)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
@@ -790,7 +795,8 @@ class _LearnedRun:
                                   -(-steps // config.output_tuning_checks), self.radius,
                                   config.block_size, objective=config.tuning_objective,
                                   alpha=config.output_tuning_alpha,
-                                  schedule=config.tuning_schedule)
+                                  schedule=config.tuning_schedule,
+                                  detail=config.output_detail == "sure")
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:
