@@ -217,8 +217,9 @@ class DenoiseConfig:
         difference from a Gaussian blur of 0.7 voxels, an unsharp mask), the multiple (0 to
         1) chosen by SURE on the held-out slab (:mod:`noise2average.arrays.detail`): the
         tuned network is tuned at a higher noise level than the average it denoises, and
-        smooths more than the least error asks. ``none`` (the default): the network's output
-        as it is.
+        can smooth more than the least error asks. Measured on protocol v1: shares of
+        0.01-0.03 at sigma 0.08 (+0.01 dB), 0 at sigma 0.05 (docs/benchmarks.md,
+        "Sharpness at sigma 0.08"). ``none`` (the default): the network's output as it is.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """

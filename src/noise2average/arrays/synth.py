@@ -205,7 +205,8 @@ def degrade_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
 def draw_clean(sources: list[Source], shape: tuple[int, int, int], rng: np.random.Generator,
                voxel_range: tuple[float, float] = (0.8, 1.3)) -> tuple[np.ndarray, np.ndarray, dict]:
     """One random clean cube (scaled so its brain's 99th percentile is 1), its mask and what
-    was drawn."""
+    was drawn; a ``shapes`` source gives a random label image whose every voxel is in the
+    mask."""
     w = np.array([s.weight for s in sources], float)
     src = sources[int(rng.choice(len(sources), p=w / w.sum()))]
     voxel = float(rng.uniform(*voxel_range))
