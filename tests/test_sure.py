@@ -247,6 +247,8 @@ def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
     np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
     with pytest.raises(InputError, match="output_detail"):
         DenoiseConfig(output_detail="always")
+    with pytest.raises(InputError, match="output_detail=sure"):
+        DenoiseConfig(output_detail="sure", output_tuning="none")
 
 
 def test_output_tuning_is_validated():

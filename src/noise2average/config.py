@@ -215,7 +215,8 @@ class DenoiseConfig:
     output_detail
         ``sure``: after the tuning, add a multiple of the output's own fine detail (its
         difference from a Gaussian blur of 0.7 voxels, an unsharp mask), the multiple (0 to
-        1) chosen by SURE on the held-out slab (:mod:`noise2average.arrays.detail`): the
+        1) chosen by SURE on the held-out slab (:mod:`noise2average.arrays.detail`) where
+        the output tuning runs with one (``holdout`` > 0): the
         tuned network is tuned at a higher noise level than the average it denoises, and
         can smooth more than the least error asks. Measured on protocol v1: shares of
         0.01-0.03 at sigma 0.08 (+0.01 dB), 0 at sigma 0.05 (docs/benchmarks.md,
@@ -288,6 +289,9 @@ class DenoiseConfig:
         if not self.output_tuning_lr >= 0:
             raise InputError(f"output_tuning_lr must be >= 0 (0: by objective), got "
                              f"{self.output_tuning_lr}")
+        if self.output_detail == "sure" and self.output_tuning == "none":
+            raise InputError("output_detail=sure is chosen on the output tuning's held-out "
+                             "slab; it needs output_tuning auto, r2r or sure")
         if not self.contrast_weight >= 0:
             raise InputError(f"contrast_weight must be >= 0, got {self.contrast_weight}")
         if self.sampling not in ("mask", "blocks"):

@@ -59,8 +59,9 @@ def sure_detail_amount(residual: np.ndarray, detail: np.ndarray, detail_divergen
 
     SURE(a), up to the noise variance, is the mean of
     ``(residual + bias + a detail)^2 + 2 (divergence + a detail_divergence)``, where the
-    output's own divergence does not depend on ``a``: a quadratic ``A a^2 + B a + C``. Returns the clipped minimizer and the estimated change of the squared
-    error from ``a = 0`` (negative: better), with ``A`` and ``B``.
+    output's own divergence does not depend on ``a``: a quadratic ``A a^2 + B a + C``.
+    Returns the clipped minimizer, and ``A``, ``B`` and the estimated change of the squared
+    error from ``a = 0`` (negative: better).
     """
     r, u = (residual + bias)[scored].astype(np.float64), detail[scored].astype(np.float64)
     quad = float(np.mean(u * u))
