@@ -27,8 +27,10 @@ CASES = [("colin27", 0.03, 2, 96, False), ("colin27", 0.03, 4, 64, False),
          ("inia19", 0.08, 2, 64, False), ("inia19", 0.05, 4, 64, False)]
 
 
-def registered_average(reference: str, sigma: float, reps: int, crop: int, echo: bool):
-    """The case's registered average, the scaled reference and the mask."""
+def registered_average(reference: str, sigma: float, reps: int, crop: int, echo: bool,
+                       seed: int = 0):
+    """The case's registered average, the scaled reference and the mask (also used by
+    ``benchmarks/tta.py``)."""
     from noise2average.arrays.frames import Frames
     from noise2average.arrays.simulate import SimulationConfig
     from noise2average.workflows import reference_and_mask, simulate_case
@@ -36,7 +38,7 @@ def registered_average(reference: str, sigma: float, reps: int, crop: int, echo:
     # the template is brain-extracted: its nonzero voxels are the mask
     paths = (INIA19, INIA19) if reference == "inia19" else (None, None)
     ref, mask, img, _, _ = reference_and_mask(*paths)
-    cfg = SimulationConfig(sigma=sigma, reps=reps, echo=echo, seed=0)
+    cfg = SimulationConfig(sigma=sigma, reps=reps, echo=echo, seed=seed)
     noisy, truth, mask, like, _ = simulate_case(ref, mask, img, cfg, crop)
     frames = Frames(len(noisy), zooms=tuple(float(z) for z in like.header.get_zooms()[:3]))
     frames.update(noisy, mask)

@@ -17,14 +17,12 @@ import numpy as np
 
 def main(argv=None) -> int:
     from noise2average.arrays.channels import channels_first, channels_last
-    from noise2average.arrays.frames import Frames
     from noise2average.arrays.metrics import score
     from noise2average.arrays.normalize import Norm
-    from noise2average.arrays.simulate import SimulationConfig
     from noise2average.io.weights import load_model, load_packaged
     from noise2average.nn.engine import denoise_volume
     from noise2average.nn.device import resolve_policy
-    from noise2average.workflows import reference_and_mask, simulate_case
+    from prior_grid import registered_average  # beside this script
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sigma", type=float, default=0.05)
@@ -35,13 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--block", type=int, default=160)
     args = ap.parse_args(argv)
-    ref, mask, img, _, _ = reference_and_mask(None, None)
-    cfg = SimulationConfig(sigma=args.sigma, reps=args.reps, seed=args.seed)
-    reps, scaled, mask, like, _ = simulate_case(ref, mask, img, cfg, args.crop)
-    frames = Frames(len(reps), zooms=tuple(float(z) for z in like.header.get_zooms()[:3]))
-    frames.update(reps, mask)
-    mean_in = np.mean([frames.to_frame(r, k, 0) for k, r in enumerate(reps)],
-                      axis=0).astype(np.float32)
+    mean_in, scaled, mask = registered_average("colin27", args.sigma, args.reps, args.crop,
+                                               False, args.seed)
     policy = resolve_policy("cpu", "auto", args.threads)
     model = (load_model(args.init)[0] if args.init else load_packaged("t1w")[0])
     model = policy.prepare(model)
