@@ -231,7 +231,7 @@ def test_output_tuning_lowers_the_error_of_the_output():
 
 def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
     """``output_detail=sure``: the same tuned output plus the recorded share of its own
-    detail, the share in its bounds (a small scratch network: the wiring is under test;
+    detail, the share in its bounds; a number: that share (a small scratch network: the wiring is under test;
     tests/test_detail.py checks SURE's choice against the truth's)."""
     clean, mask, reps = _cubes_case()
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
@@ -245,8 +245,15 @@ def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
     assert "output_detail_amount" not in plain.history[-1]
     expected = np.where(mask, add_detail(plain.output, mask, amount), 0)
     np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
-    with pytest.raises(InputError, match="output_detail"):
-        DenoiseConfig(output_detail="always")
+    fixed = denoise(reps, mask, base.replace(output_detail="0.3"))
+    assert fixed.history[-1]["output_detail_amount"] == 0.3
+    np.testing.assert_allclose(fixed.output, np.where(mask, add_detail(plain.output, mask, 0.3), 0),
+                               atol=1e-4)
+    for wrong in ("always", "1.5", "-0.1", "nan"):
+        with pytest.raises(InputError, match="output_detail"):
+            DenoiseConfig(output_detail=wrong)
+    with pytest.raises(InputError, match="output_from=average"):
+        DenoiseConfig(output_detail="0.2", method="n2a")
     with pytest.raises(InputError, match="output_detail=sure"):
         DenoiseConfig(output_detail="sure", output_tuning="none")
 

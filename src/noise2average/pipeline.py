@@ -749,6 +749,8 @@ class _LearnedRun:
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
         out = self.apply(mean_in, norm, valid, self._pass_flips(untuned), None)
+        if self.config.detail_share is not None:
+            self.history[-1]["output_detail_amount"] = self.config.detail_share
         amount = self.history[-1].get("output_detail_amount", 0.0)
         self.current = self.finish(add_detail(out, valid, amount), mean_in, valid)
         self._match_first_contrast(aligned[0] - mean_in)
