@@ -65,13 +65,14 @@ def test_recorrupted_pairs_have_uncorrelated_noise_and_no_bias():
     assert abs(noise_in.mean() - bias) < 0.05 * sigma  # and still in the input
 
 
-def test_rician_mean_matches_simulated_magnitudes():
+@pytest.mark.parametrize("coils", [1, 4])
+def test_rician_mean_matches_simulated_magnitudes(coils):
     rng = np.random.default_rng(0)
     sd = 0.1
     for snr in (0.0, 0.5, 1.0, 3.0, 10.0, 100.0):
         signal = np.full(200_000, snr * sd, np.float32)
-        simulated = float(rician(signal, sd, rng).mean())
-        assert float(rician_mean(signal[:1], sd)[0]) == pytest.approx(simulated, rel=4e-3)
+        simulated = float(rician(signal, sd, rng, coils=coils).mean())
+        assert float(rician_mean(signal[:1], sd, coils)[0]) == pytest.approx(simulated, rel=4e-3)
     assert float(rician_bias(np.zeros(1), sd)[0]) == pytest.approx(sd * np.sqrt(np.pi / 2))
 
 
@@ -243,6 +244,7 @@ def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
     amount = record["output_detail_amount"]
     assert DETAIL_BOUNDS[0] <= amount <= DETAIL_BOUNDS[1] and record["output_detail_seconds"] > 0
     assert "output_detail_amount" not in plain.history[-1]
+    assert plain.history[-1]["noise_coils"] == 1  # Rician noise: the floor of one channel
     expected = np.where(mask, add_detail(plain.output, mask, amount), 0)
     np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
     fixed = denoise(reps, mask, base.replace(output_detail="0.3"))

@@ -224,6 +224,13 @@ class DenoiseConfig:
         sharper result at a known price (at sigma 0.08 with two repetitions 0.15 raises the
         sharpness ratio from 0.93 to 0.95 for 0.04 dB, 0.4 to 0.99 for 0.47 dB). ``none``
         (the default): the network's output as it is.
+    noise_coils
+        The receive channels whose root sum of squares the magnitude images are: the noise
+        floor whose bias (non-central chi, about 2 x ``noise_coils`` - 1 times the Rician
+        one in bright tissue) the output tuning takes off its data. 0 (the default): read
+        off the air around the head (:mod:`noise2average.arrays.coils`), one channel (the
+        Rician model) where the volume has too little air; recorded as ``noise_coils`` in
+        the history.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -263,6 +270,7 @@ class DenoiseConfig:
     output_tuning_schedule: str = "auto"
     output_tuning_checks: int = 1
     output_detail: str = "none"
+    noise_coils: int = 0
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -293,6 +301,9 @@ class DenoiseConfig:
             raise InputError(f"output_tuning_lr must be >= 0 (0: by objective), got "
                              f"{self.output_tuning_lr}")
         self._validate_detail()
+        if not 0 <= self.noise_coils <= 64:
+            raise InputError(f"noise_coils must be 0 (from the background) to 64, got "
+                             f"{self.noise_coils}")
         if self.output_detail == "sure" and self.output_tuning == "none":
             raise InputError("output_detail=sure is chosen on the output tuning's held-out "
                              "slab; it needs output_tuning auto, r2r or sure")

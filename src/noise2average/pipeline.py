@@ -13,6 +13,7 @@ import numpy as np
 
 from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
                                matched_gains, uncertainty_map)
+from .arrays.coils import background_coils
 from .arrays.detail import add_detail
 from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
@@ -786,8 +787,12 @@ class _LearnedRun:
         config, scale = self.config, np.float32(norm.std)
         probe = remove_anatomy(difference_probe(aligned), mean_in)
         sd = local_sd(probe)  # the average's; one repetition's is sqrt(N) times it
+        coils, air = config.noise_coils, None
+        if not coils:
+            coils, air = background_coils(mean_in, probe, self.mask, len(aligned))
         # the kept iteration's result is in the average's frame: no extra pass for the bias
-        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(len(aligned))), 0)
+        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(len(aligned)),
+                                               coils), 0)
         data = SureInputs(channels_first(norm.forward(mean_in)),
                           channels_first(probe / scale),
                           channels_first((bias / scale).astype(np.float32)), sd)
@@ -809,4 +814,7 @@ class _LearnedRun:
                                  progress=(lambda n, loss: bar.update(n)) if bar else None)
         if bar:
             bar.close()
+        record["noise_coils"] = coils
+        if air is not None:
+            record["noise_coils_air_voxels"] = air
         return record

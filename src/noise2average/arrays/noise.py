@@ -183,24 +183,34 @@ def probe_moved(probe: np.ndarray, sd: np.ndarray, shift: int, axis: int) -> np.
     return (moved * (sd / np.roll(sd, shift, axis=axis))).astype(np.float32)
 
 
-def rician_mean(signal: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
-    """The mean of a Rician magnitude with true ``signal`` (>= 0) and Gaussian SD ``sd``:
-    sd sqrt(pi/2) L_1/2(-signal^2 / (2 sd^2)). The Laguerre function is written with
-    exponentially scaled Bessel functions, which keeps it finite at any SNR."""
+def rician_mean(signal: np.ndarray, sd: float | np.ndarray, coils: int = 1) -> np.ndarray:
+    """The mean of a magnitude with true ``signal`` (>= 0) and Gaussian SD ``sd`` per part:
+    Rician for one channel, sd sqrt(pi/2) L_1/2(-signal^2 / (2 sd^2)), written with
+    exponentially scaled Bessel functions, which keeps it finite at any SNR. With ``coils``
+    > 1, the root sum of squares of that many complex channels with the signal in one of
+    them (non-central chi with 2 ``coils`` degrees of freedom, :func:`rician`): the
+    generalized Laguerre function, as a confluent hypergeometric one."""
     from scipy import special
 
     sd = np.maximum(np.asarray(sd, np.float64), 1e-12)
+    if coils > 1:
+        x = np.asarray(signal, np.float64) ** 2 / (2 * sd ** 2)
+        scale = np.exp(special.gammaln(coils + 0.5) - special.gammaln(coils)
+                       - special.gammaln(1.5))
+        return (sd * np.sqrt(np.pi / 2) * scale * special.hyp1f1(-0.5, coils, -x)
+                ).astype(np.float32)
     t = np.asarray(signal, np.float64) ** 2 / (4 * sd ** 2)
     laguerre = (1 + 2 * t) * special.i0e(t) + 2 * t * special.i1e(t)
     return (sd * np.sqrt(np.pi / 2) * laguerre).astype(np.float32)
 
 
-def rician_bias(estimate: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
-    """How far a Rician magnitude of noise SD ``sd`` sits above the signal ``estimate`` on
-    average (about sd^2 / (2 signal) in bright tissue, sd sqrt(pi/2) where there is no
-    signal). Averaging repetitions lowers the noise's SD, not this bias."""
+def rician_bias(estimate: np.ndarray, sd: float | np.ndarray, coils: int = 1) -> np.ndarray:
+    """How far a magnitude of noise SD ``sd`` (``coils`` channels, :func:`rician_mean`) sits
+    above the signal ``estimate`` on average (for one channel about sd^2 / (2 signal) in bright
+    tissue, sd sqrt(pi/2) where there is no signal; about 2 ``coils`` - 1 times that in
+    bright tissue). Averaging repetitions lowers the noise's SD, not this bias."""
     clean = np.clip(np.asarray(estimate, np.float32), 0, None)
-    return rician_mean(clean, sd) - clean
+    return rician_mean(clean, sd, coils) - clean
 
 
 def estimate_sigma(reps: list[np.ndarray], mask: np.ndarray) -> float:
