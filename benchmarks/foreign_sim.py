@@ -38,19 +38,11 @@ NOISE_SMOOTHING = 0.6
 DRIFT_SD = 0.02
 
 
-def rotation(deg: np.ndarray) -> np.ndarray:
-    """The rotation about x, then y, then z by ``deg`` degrees."""
-    rx, ry, rz = np.deg2rad(deg)
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return z @ y @ x
-
-
 def move(volume: np.ndarray, deg: np.ndarray, mm: np.ndarray, voxel_mm: float) -> np.ndarray:
     """The head rotated about the volume's centre and shifted, sampled trilinearly."""
-    r = rotation(deg)
+    from noise2average.arrays.simulate import rigid_matrix
+
+    r = rigid_matrix(deg, np.zeros(3))[:3, :3]
     centre = (np.asarray(volume.shape) - 1) / 2
     # output voxel o samples input r^-1 (o - centre - t) + centre
     inverse = r.T
