@@ -240,13 +240,18 @@ def _shell(reps: Sequence[np.ndarray], average: np.ndarray, reference: np.ndarra
                   to_components(ref, basis) if ref is not None else None, label, basis)
 
 
-def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> list:
+def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray,
+                   coils: int) -> tuple[list, dict]:
     """Per volume of the shell, what :func:`~noise2average.output_tuning.tune_on_average`
     needs: the normalized average, its noise probe (the repetitions' signed difference, the
-    contrast they do not share removed), the Rician bias at one repetition's noise SD for the
-    signal ``estimate`` (the mean of the denoised repetitions) and the local noise SD. The
-    probe and the bias are made per DWI as acquired (where the noise is Rician) and rotated
-    with the shell's components, if it has them."""
+    contrast they do not share removed), the noise floor's bias at one repetition's noise SD
+    for the signal ``estimate`` (the mean of the denoised repetitions) and the local noise
+    SD. The probe and the bias are made per DWI as acquired (where the noise is Rician, or
+    non-central chi for ``coils`` channels) and rotated with the shell's components, if it
+    has them. ``coils`` 0 reads the channel count off the air around the head in the
+    shell's first DWI (:func:`~noise2average.arrays.coils.background_coils`). Returns the
+    inputs and the record's entries (the count used, and the air voxels it was read on)."""
+    from .arrays.coils import background_coils
     from .arrays.noise import difference_probe, local_sd, remove_anatomy, rician_bias
     from .output_tuning import SureInputs
 
@@ -254,11 +259,16 @@ def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> lis
     reps = [shell.to_dwis(r) for r in shell.reps]
     average, estimate = shell.to_dwis(shell.average), shell.to_dwis(estimate)
     probes, biases, sds = [], [], []
+    record: dict = {"noise_coils": coils}
     for v in range(average.shape[-1]):
         probe = remove_anatomy(difference_probe([r[..., v] for r in reps]), average[..., v])
+        if not record["noise_coils"]:  # one count for the scanner's coil: read it once
+            record["noise_coils"], record["noise_coils_air_voxels"] = background_coils(
+                average[..., v], probe, mask, n)
         sds.append(local_sd(probe))
         probes.append(probe)
-        biases.append(np.where(mask, rician_bias(estimate[..., v], sds[-1] * np.sqrt(n)), 0))
+        biases.append(np.where(mask, rician_bias(estimate[..., v], sds[-1] * np.sqrt(n),
+                                                 record["noise_coils"]), 0))
     probes, biases = np.stack(probes, -1), np.stack(biases, -1).astype(np.float32)
     if shell.basis is not None:
         probes, biases = to_components(probes, shell.basis), to_components(biases, shell.basis)
@@ -269,7 +279,7 @@ def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray) -> lis
         data.append(SureInputs(norm.forward(shell.average[..., v])[None],
                                (probes[..., v] / scale)[None],
                                (biases[..., v] / scale).astype(np.float32)[None], sds[v]))
-    return data
+    return data, record
 
 
 def _tune_on_average(model, shell: _Shell, data: list, mask: np.ndarray, config, policy,
@@ -367,8 +377,9 @@ def _output_pass(model, shell: _Shell, estimate: np.ndarray, mask: np.ndarray, c
         if bar:
             bar.close()
         return _Output(out)
-    data = _tuning_inputs(shell, estimate, mask)
+    data, noise_record = _tuning_inputs(shell, estimate, mask, config.noise_coils)
     record |= _tune_on_average(model, shell, data, mask, config, policy, progress)
+    record |= noise_record
     flips = (0, 1, 2) if config.flip and config.output_flips == "all" else flips
     probe = np.stack([probe_moved(d.probe[0] * np.float32(norm.std), d.sd,
                                   mask.shape[0] // 2, 0)
