@@ -1,8 +1,9 @@
 """Can BM4D and the network help each other? The default ``n2a denoise`` output and BM4D on the
 registered average, each alone, blended, and BM4D's Wiener stage run with the network output as
-its pilot (protocol v1, Colin27, one simulated case).
+its pilot (protocol v1, one simulated case; Colin27 unless ``--reference`` names another brain,
+whose nonzero voxels are its mask).
 
-    python benchmarks/hybrids.py SIGMA N CROP [--out results.json]    # e.g. 0.05 2 96
+    python benchmarks/hybrids.py SIGMA N CROP [--reference T1.nii.gz] [--out results.json]
 
 BM4D's second stage filters the noisy image collaboratively, with weights taken from a pilot
 estimate (by default its own hard-thresholding stage). A better pilot can give a better Wiener
@@ -28,6 +29,7 @@ def main(argv=None) -> None:
     ap.add_argument("sigma", type=float)
     ap.add_argument("reps", type=int)
     ap.add_argument("crop", type=int)
+    ap.add_argument("--reference", help="a brain-extracted T1w (default: Colin27)")
     ap.add_argument("--out", help="write the rows as JSON here too")
     args = ap.parse_args(argv)
 
@@ -43,7 +45,7 @@ def main(argv=None) -> None:
     from noise2average.workflows import reference_and_mask, simulate_case
 
     torch.set_num_threads(1)
-    ref, mask, img, _, _ = reference_and_mask(None, None)
+    ref, mask, img, _, _ = reference_and_mask(args.reference, args.reference)
     reps, scaled, m, _, _ = simulate_case(ref, mask, img,
                                           SimulationConfig(sigma=args.sigma, reps=args.reps),
                                           args.crop)
@@ -64,7 +66,7 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     full = np.asarray(bm4d.bm4d(avg, sd), np.float32)
     row("BM4D on the registered average", full, time.perf_counter() - t)
-    for w in (0.3, 0.5, 0.7):
+    for w in (0.3, 0.5, 0.6, 0.7, 0.8):
         row(f"blend {w:.1f} x network + {1 - w:.1f} x BM4D", w * net + (1 - w) * full)
     t = time.perf_counter()
     pilot = np.where(m, net, avg).astype(np.float32)
@@ -73,7 +75,9 @@ def main(argv=None) -> None:
     if args.out:
         write_text(args.out, json.dumps(
             {"case": {"sigma": args.sigma, "reps": args.reps, "crop": args.crop},
-             "command": f"python benchmarks/hybrids.py {args.sigma} {args.reps} {args.crop}",
+             "reference": args.reference or "Colin27",
+             "command": f"python benchmarks/hybrids.py {args.sigma} {args.reps} {args.crop}"
+                        + (f" --reference {args.reference}" if args.reference else ""),
              "rows": rows}, indent=2))
 
 

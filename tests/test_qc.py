@@ -7,7 +7,8 @@ import numpy as np
 
 from noise2average.arrays.masking import auto_mask
 from noise2average.arrays.qc import (dropped_slices_warning, gain_warning, mask_edge_warning,
-                                     near_copies_warning, pretraining_warnings, run_warnings)
+                                     near_copies_warning, pretraining_warnings, run_warnings,
+                                     smoothing_warning)
 from noise2average.workflows import run_summary
 
 
@@ -21,6 +22,11 @@ def test_gain_near_one_is_flagged():
     assert "barely better" in gain_warning({"snr_result": 21.0, "snr_average": 20.0})
     assert gain_warning({"snr_result": 40.0, "snr_average": 20.0}) is None
     assert gain_warning({"snr_result": None, "snr_average": 20.0}) is None
+
+
+def test_a_result_smoother_than_the_anatomy_is_flagged():
+    assert "smoother than the anatomy" in smoothing_warning(0.8)
+    assert smoothing_warning(0.97) is None and smoothing_warning(None) is None
 
 
 def test_mask_that_touches_the_field_of_view():

@@ -6,11 +6,14 @@ import torch
 from scipy import ndimage
 
 from noise2average.arrays.detail import DETAIL_BOUNDS, add_detail
-from noise2average.arrays.noise import (contrast_explained, difference_probe, local_sd, remove_anatomy, rician,
-                                        rician_bias, rician_mean)
+from noise2average.arrays.noise import (contrast_explained, difference_probe, estimate_sigma,
+                                        local_sd, remove_anatomy, rician, rician_bias,
+                                        rician_mean)
+from noise2average.arrays.sharpness import sharpness_estimate
 from noise2average.config import DenoiseConfig
 from noise2average.diffusion import denoise_dwi
 from noise2average.errors import InputError
+from noise2average.methods import CLASSICAL
 from noise2average.nn.losses import sure_loss
 from noise2average.pipeline import denoise
 
@@ -230,10 +233,11 @@ def test_output_tuning_lowers_the_error_of_the_output():
         assert errors[tuning][1] < 0.9 * errors["none"][1], (tuning, errors)
 
 
-def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
+def test_detail_step_and_blend_add_their_shares_to_the_output():
     """``output_detail=sure``: the same tuned output plus the recorded share of its own
-    detail, the share in its bounds; a number: that share (a small scratch network: the wiring is under test;
-    tests/test_detail.py checks SURE's choice against the truth's)."""
+    detail, the share in its bounds; a number: that share. ``output_blend``: that share of
+    BM4D on the average, the rest the network's output. A small scratch network: the wiring
+    is under test (tests/test_detail.py checks SURE's choice against the truth's)."""
     clean, mask, reps = _cubes_case()
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning_steps=20, output_tuning="r2r",
@@ -245,12 +249,26 @@ def test_detail_step_adds_the_sure_chosen_share_of_the_outputs_detail():
     assert DETAIL_BOUNDS[0] <= amount <= DETAIL_BOUNDS[1] and record["output_detail_seconds"] > 0
     assert "output_detail_amount" not in plain.history[-1]
     assert plain.history[-1]["noise_coils"] == 1  # Rician noise: the floor of one channel
+    average = np.mean(reps, axis=0)  # align="none": the output pass's average
+    probe = remove_anatomy(difference_probe(reps), average)
+    assert plain.history[-1]["output_sharpness_estimate"] == pytest.approx(
+        sharpness_estimate(plain.output, average, probe, mask), abs=2e-4)
     expected = np.where(mask, add_detail(plain.output, mask, amount), 0)
     np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
     fixed = denoise(reps, mask, base.replace(output_detail="0.3"))
     assert fixed.history[-1]["output_detail_amount"] == 0.3
     np.testing.assert_allclose(fixed.output, np.where(mask, add_detail(plain.output, mask, 0.3), 0),
                                atol=1e-4)
+    blended = denoise(reps, mask, base.replace(output_blend=0.4))
+    other = CLASSICAL["bm4d"](reps, mask, estimate_sigma(reps, mask))  # --method bm4d's
+    assert blended.history[-1]["output_blend"] == pytest.approx(0.4)
+    np.testing.assert_allclose(blended.output,
+                               np.where(mask, 0.6 * plain.output + 0.4 * other, 0), atol=1e-4)
+    for value in (1.5, -0.1):
+        with pytest.raises(InputError, match="output_blend"):
+            DenoiseConfig(output_blend=value)
+    with pytest.raises(InputError, match="output_blend"):
+        DenoiseConfig(output_blend=0.4, method="n2a")
     for wrong in ("always", "1.5", "-0.1", "nan"):
         with pytest.raises(InputError, match="output_detail"):
             DenoiseConfig(output_detail=wrong)

@@ -231,6 +231,13 @@ class DenoiseConfig:
         off the air around the head (:mod:`noise2average.arrays.coils`), one channel (the
         Rician model) where the volume has too little air; recorded as ``noise_coils`` in
         the history.
+    output_blend
+        The share of BM4D on the registered average in the result, the network's output
+        making up the rest (0, the default: the network's output alone). Two denoisers whose
+        errors differ: on protocol v1 a share of 0.4 scores 0.03-0.19 dB above the better
+        of the two (docs/benchmarks.md, "BM4D and the network together"), for BM4D's time
+        and memory on top of the default's (on a full 1 mm brain about 300 s and 7 GB).
+        Needs the ``bm4d`` package and ``output_from=average``.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """
@@ -271,6 +278,7 @@ class DenoiseConfig:
     output_tuning_checks: int = 1
     output_detail: str = "none"
     noise_coils: int = 0
+    output_blend: float = 0.0
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -301,6 +309,11 @@ class DenoiseConfig:
             raise InputError(f"output_tuning_lr must be >= 0 (0: by objective), got "
                              f"{self.output_tuning_lr}")
         self._validate_detail()
+        if not 0 <= self.output_blend <= 1:
+            raise InputError(f"output_blend must be a share in [0, 1], got {self.output_blend}")
+        if self.output_blend and not self.from_average:
+            raise InputError("output_blend mixes BM4D into the output pass on the registered "
+                             "average; it needs output_from=average (the n2a-aligned default)")
         if not 0 <= self.noise_coils <= 64:
             raise InputError(f"noise_coils must be 0 (from the background) to 64, got "
                              f"{self.noise_coils}")

@@ -22,6 +22,7 @@ from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_sla
 from .arrays.noise import (contrast_explained, difference_probe, estimate_sigma, local_sd,
                            noise_map, registered_noise_maps, remove_anatomy, rician_bias)
 from .arrays.normalize import Norm
+from .arrays.sharpness import sharpness_estimate
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
 from .run_state import IterationState
@@ -742,8 +743,11 @@ class _LearnedRun:
         mean_in = np.mean(aligned, axis=0).astype(np.float32)
         norm = Norm.fit(mean_in, self.mask)
         untuned = selected == 0 or self.steps == 0  # --method pretrained: no fine-tuning
+        # a draw of the average's noise: the tuning's, and the sharpness estimate's (3D)
+        probe = (remove_anatomy(difference_probe(aligned), mean_in)
+                 if self.tunes_output or mean_in.ndim == 3 else None)
         if self.tunes_output:
-            record = self._tune_on_average(mean_in, norm, aligned)
+            record = self._tune_on_average(mean_in, norm, probe, len(aligned))
             self.history[-1].update(record)
             # the tuning's patches flip along every axis: all 8 flips apply to a tuned network
             untuned = untuned or record.get("output_tuning_kept_step", 1) > 0
@@ -753,10 +757,30 @@ class _LearnedRun:
         if self.config.detail_share is not None:
             self.history[-1]["output_detail_amount"] = self.config.detail_share
         amount = self.history[-1].get("output_detail_amount", 0.0)
-        self.current = self.finish(add_detail(out, valid, amount), mean_in, valid)
+        out = add_detail(out, valid, amount)
+        if self.config.output_blend:
+            out = self._blend_with_bm4d(out, aligned, valid)
+        self.current = self.finish(out, mean_in, valid)
+        if mean_in.ndim == 3:  # before the contrast step: it compares with the average
+            self.history[-1]["output_sharpness_estimate"] = round(
+                sharpness_estimate(self.current, mean_in, probe, self.mask), 4)
         self._match_first_contrast(aligned[0] - mean_in)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
+
+    def _blend_with_bm4d(self, out: np.ndarray, aligned: list[np.ndarray],
+                         valid: np.ndarray) -> np.ndarray:
+        """``output_blend`` times BM4D on the registered average of ``aligned``, plus the rest
+        times the network's ``out``, inside ``valid``: an ensemble of two denoisers whose
+        errors differ. BM4D is given the noise SD that ``--method bm4d`` is given."""
+        from .methods import CLASSICAL
+
+        t0 = time.perf_counter()
+        other = CLASSICAL["bm4d"](aligned, self.mask, self.sigma)
+        share = np.float32(self.config.output_blend)
+        self.history[-1].update(output_blend=float(share),
+                                output_blend_seconds=round(time.perf_counter() - t0, 2))
+        return np.where(valid, (1 - share) * out + share * other, out).astype(np.float32)
 
     def _match_first_contrast(self, deviation: np.ndarray) -> None:
         """Give the result repetition 1's brightness and contrast where ``output_contrast``
@@ -773,25 +797,25 @@ class _LearnedRun:
         self.history[-1].update(output_contrast="first" if first else "average",
                                 output_contrast_share=round(share, 4))
 
-    def _tune_on_average(self, mean_in: np.ndarray, norm: Norm,
-                         aligned: list[np.ndarray]) -> dict:
-        """Tune the network on the registered average it is about to denoise, by recorrupted
-        pairs or Monte-Carlo SURE (``output_tuning``, :mod:`noise2average.output_tuning`);
-        the record's entries. The probe keeps no contrast difference between the repetitions
-        (echoes, :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local
+    def _tune_on_average(self, mean_in: np.ndarray, norm: Norm, probe: np.ndarray,
+                         repetitions: int) -> dict:
+        """Tune the network on the registered average of ``repetitions`` it is about to
+        denoise, by recorrupted pairs or Monte-Carlo SURE (``output_tuning``,
+        :mod:`noise2average.output_tuning`); the record's entries. The noise ``probe`` keeps
+        no contrast difference between the repetitions (echoes,
+        :func:`~noise2average.arrays.noise.remove_anatomy`) and gives the local
         noise SD; the Rician bias is that of the kept iteration's result at one repetition's
         SD; the held-out slab, when there is one, scores the network
         ``output_tuning_checks`` times and picks the kept step."""
         from .output_tuning import SureInputs, TuningSettings, tune_on_average
 
         config, scale = self.config, np.float32(norm.std)
-        probe = remove_anatomy(difference_probe(aligned), mean_in)
         sd = local_sd(probe)  # the average's; one repetition's is sqrt(N) times it
         coils, air = config.noise_coils, None
         if not coils:
-            coils, air = background_coils(mean_in, probe, self.mask, len(aligned))
+            coils, air = background_coils(mean_in, probe, self.mask, repetitions)
         # the kept iteration's result is in the average's frame: no extra pass for the bias
-        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(len(aligned)),
+        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(repetitions),
                                                coils), 0)
         data = SureInputs(channels_first(norm.forward(mean_in)),
                           channels_first(probe / scale),

@@ -239,8 +239,10 @@ def _run_warnings(arrays, result, config, snr: dict, automatic_mask: bool) -> li
 
     average = np.mean(arrays, axis=0, dtype=np.float64).astype(np.float32)
     t1w = config.method in LEARNED_METHODS and config.init in PACKAGED_INITS
+    last = result.history[-1] if result.history else {}
     return run_warnings(arrays, average, result.mask, result.sigma, snr, config.voxel_size,
-                        t1w_network=t1w, automatic_mask=automatic_mask)
+                        t1w_network=t1w, automatic_mask=automatic_mask,
+                        sharpness=last.get("output_sharpness_estimate"))
 
 
 def run_summary(out: Path, record: dict, mask: np.ndarray, report: Path | None) -> str:

@@ -1,8 +1,8 @@
 """Checks on a finished run that tell a user when its result needs a second look.
 
 Each check looks at the arrays of one run (the repetitions, the mask, the estimated noise and
-SNR) and returns a sentence when something is off: a result barely better than averaging, a
-mask cut by the field of view or one that leaves slices with signal out, repetitions that are
+SNR) and returns a sentence when something is off: a result barely better than averaging or
+smoother than the anatomy, a mask cut by the field of view or one that leaves slices with signal out, repetitions that are
 nearly copies, noise or voxels unlike what the shipped T1w network was pre-trained on. The
 file layer prints them and puts them in the report with a verdict.
 """
@@ -23,6 +23,9 @@ PRETRAIN_VOXEL = (0.8, 1.3)
 #: a slice outside the mask "holds signal" when this fraction of it is brighter than half the
 #: mask's median
 SIGNAL_FRACTION = 0.05
+#: a result whose estimated sharpness (:mod:`.sharpness`) is below this is "smoother than the
+#: anatomy": the default reads 0.97-1.00 on protocol v1, a blur of 0.7 voxels about 0.83
+MIN_SHARPNESS = 0.9
 
 
 def gain_warning(snr: dict) -> str | None:
@@ -32,6 +35,15 @@ def gain_warning(snr: dict) -> str | None:
         return None
     return (f"estimated SNR gain over the plain average is only x{gain:.2f}: the result is "
             "barely better than averaging the repetitions")
+
+
+def smoothing_warning(sharpness: float | None) -> str | None:
+    """The result's estimated sharpness next to the repetitions' anatomy, when it is low."""
+    if sharpness is None or sharpness >= MIN_SHARPNESS:
+        return None
+    return (f"the result's gradients are {sharpness:.2f} of the anatomy's in the repetitions "
+            "(output_sharpness_estimate): it is smoother than the anatomy; --set "
+            "output_detail=0.15 adds back a share of its own detail")
 
 
 def snr_gain(snr: dict) -> float | None:
@@ -114,14 +126,17 @@ def pretraining_warnings(reps: Sequence[np.ndarray], mask: np.ndarray, sigma: fl
 
 def run_warnings(reps: Sequence[np.ndarray], average: np.ndarray, mask: np.ndarray,
                  sigma: float, snr: dict, voxel_size: Sequence[float],
-                 t1w_network: bool, automatic_mask: bool) -> list[str]:
+                 t1w_network: bool, automatic_mask: bool,
+                 sharpness: float | None = None) -> list[str]:
     """Every warning of one run, most important first (empty: nothing to flag).
 
     ``t1w_network``: whether the result comes from the shipped T1w network, whose
     pre-training range is checked. ``automatic_mask``: whether the mask was made by
     :func:`~noise2average.arrays.masking.auto_mask`; only then are slices with signal outside
-    it a fault (a brain mask the user gives leaves the neck out on purpose)."""
-    first = [gain_warning(snr), near_copies_warning(reps, mask, sigma),
+    it a fault (a brain mask the user gives leaves the neck out on purpose). ``sharpness``:
+    the output pass's estimate, where it made one."""
+    first = [gain_warning(snr), smoothing_warning(sharpness),
+             near_copies_warning(reps, mask, sigma),
              dropped_slices_warning(average, mask) if automatic_mask else None,
              mask_edge_warning(mask)]
     found = [w for w in first if w]
