@@ -234,9 +234,11 @@ class DenoiseConfig:
     output_blend
         The share of BM4D on the registered average in the result, the network's output
         making up the rest (0, the default: the network's output alone). Two denoisers whose
-        errors differ: on protocol v1 a share of 0.4 scores 0.03-0.19 dB above the better
-        of the two (docs/benchmarks.md, "BM4D and the network together"), for BM4D's time
-        and memory on top of the default's (on a full 1 mm brain about 300 s and 7 GB).
+        errors differ: a share of 0.4 scores above both in ten of eleven benchmark cases
+        (+0.03 to +0.21 dB over the default) and 0.16 dB below the default where the
+        network leads BM4D by 1.1 dB (docs/benchmarks.md, "BM4D and the network
+        together"), for BM4D's time and memory on top of the default's (on a full 1 mm
+        brain about 300 s and 7 GB).
         Needs the ``bm4d`` package and ``output_from=average``.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.

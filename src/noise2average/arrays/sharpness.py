@@ -15,7 +15,7 @@ fine texture that lies below the noise weighs in it; a root mean square is ruled
 edges. On protocol v1 at sigma 0.08 the default's result keeps 0.95-0.97 of the truth's
 root-mean-square gradient and 0.92-0.95 of its mean magnitude in the mask's interior
 (docs/benchmarks.md, "Sharpness at sigma 0.08"). The registration's interpolation smooths
-the average a little, so the noise-free image itself reads 1.01-1.03 there.
+the average a little, so the noise-free image itself reads 1.01-1.03.
 """
 
 from __future__ import annotations
