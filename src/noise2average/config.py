@@ -238,8 +238,8 @@ class DenoiseConfig:
         (+0.03 to +0.21 dB over the default) and 0.16 dB below the default where the
         network leads BM4D by 1.1 dB (docs/benchmarks.md, "BM4D and the network
         together"), for BM4D's time and memory on top of the default's (on a full 1 mm
-        brain about 300 s and 7 GB).
-        Needs the ``bm4d`` package and ``output_from=average``.
+        brain about 300 s and 7 GB). Needs the ``bm4d`` package and
+        ``output_from=average``.
     device, precision, threads, seed
         Runtime; see :func:`noise2average.nn.device.resolve_policy`.
     """

@@ -2,9 +2,10 @@
 
 Each check looks at the arrays of one run (the repetitions, the mask, the estimated noise and
 SNR) and returns a sentence when something is off: a result barely better than averaging or
-smoother than the anatomy, a mask cut by the field of view or one that leaves slices with signal out, repetitions that are
-nearly copies, noise or voxels unlike what the shipped T1w network was pre-trained on. The
-file layer prints them and puts them in the report with a verdict.
+smoother than the anatomy, a mask cut by the field of view or one that leaves slices with
+signal out, repetitions that are nearly copies, noise or voxels unlike what the shipped T1w
+network was pre-trained on. The file layer prints them and puts them in the report with a
+verdict.
 """
 
 from __future__ import annotations

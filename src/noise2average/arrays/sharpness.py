@@ -63,4 +63,3 @@ def sharpness_estimate(image: np.ndarray, average: np.ndarray, probe: np.ndarray
     inner = interior(region)
     return float(np.sqrt(gradient_energy(image, inner)
                          / max(anatomy_gradient_energy(average, probe, inner), 1e-30)))
-
