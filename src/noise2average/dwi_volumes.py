@@ -264,7 +264,7 @@ def _tuning_inputs(shell: _Shell, estimate: np.ndarray, mask: np.ndarray,
         probe = remove_anatomy(difference_probe([r[..., v] for r in reps]), average[..., v])
         if not record["noise_coils"]:  # one count for the scanner's coil: read it once
             record["noise_coils"], record["noise_coils_air_voxels"] = background_coils(
-                average[..., v], probe, mask, n)
+                average[..., v], probe, mask, reps[0][..., v])
         sds.append(local_sd(probe))
         probes.append(probe)
         biases.append(np.where(mask, rician_bias(estimate[..., v], sds[-1] * np.sqrt(n),

@@ -747,7 +747,7 @@ class _LearnedRun:
         probe = (remove_anatomy(difference_probe(aligned), mean_in)
                  if self.tunes_output or mean_in.ndim == 3 else None)
         if self.tunes_output:
-            record = self._tune_on_average(mean_in, norm, probe, len(aligned))
+            record = self._tune_on_average(mean_in, norm, probe, aligned)
             self.history[-1].update(record)
             # the tuning's patches flip along every axis: all 8 flips apply to a tuned network
             untuned = untuned or record.get("output_tuning_kept_step", 1) > 0
@@ -798,8 +798,8 @@ class _LearnedRun:
                                 output_contrast_share=round(share, 4))
 
     def _tune_on_average(self, mean_in: np.ndarray, norm: Norm, probe: np.ndarray,
-                         repetitions: int) -> dict:
-        """Tune the network on the registered average of ``repetitions`` it is about to
+                         aligned: list[np.ndarray]) -> dict:
+        """Tune the network on the registered average of ``aligned`` it is about to
         denoise, by recorrupted pairs or Monte-Carlo SURE (``output_tuning``,
         :mod:`noise2average.output_tuning`); the record's entries. The noise ``probe`` keeps
         no contrast difference between the repetitions (echoes,
@@ -812,10 +812,10 @@ class _LearnedRun:
         config, scale = self.config, np.float32(norm.std)
         sd = local_sd(probe)  # the average's; one repetition's is sqrt(N) times it
         coils, air = config.noise_coils, None
-        if not coils:
-            coils, air = background_coils(mean_in, probe, self.mask, repetitions)
+        if not coils:  # repetition 1 is the one never resampled
+            coils, air = background_coils(mean_in, probe, self.mask, aligned[0])
         # the kept iteration's result is in the average's frame: no extra pass for the bias
-        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(repetitions),
+        bias = np.where(self.mask, rician_bias(self.current, sd * np.sqrt(len(aligned)),
                                                coils), 0)
         data = SureInputs(channels_first(norm.forward(mean_in)),
                           channels_first(probe / scale),
