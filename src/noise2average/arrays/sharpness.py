@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-#: the Gaussian derivative's width (voxels), the benchmark's (:mod:`..metrics`)
-GRADIENT_WIDTH = 0.5
+from .metrics import gradient_magnitude
+
 #: voxels taken off the region's edge before gradients are averaged
 INTERIOR_EROSION = 2
 
@@ -35,17 +35,10 @@ def interior(region: np.ndarray, erosion: int = INTERIOR_EROSION) -> np.ndarray:
     return inner if inner.any() else region.astype(bool)
 
 
-def gradients(image: np.ndarray, width: float = GRADIENT_WIDTH) -> list[np.ndarray]:
-    """The Gaussian derivatives of ``image`` along each axis."""
-    image = np.asarray(image, np.float32)
-    return [ndimage.gaussian_filter(image, width, order=tuple(int(a == b) for b in
-                                                                range(image.ndim)))
-            for a in range(image.ndim)]
-
-
 def gradient_energy(image: np.ndarray, inner: np.ndarray) -> float:
-    """The mean squared gradient magnitude of ``image`` over the voxels ``inner``."""
-    return float(sum(np.mean(np.square(g[inner], dtype=np.float64)) for g in gradients(image)))
+    """The mean squared gradient magnitude of ``image`` over the voxels ``inner``, on the
+    benchmark's Gaussian derivative (:func:`~noise2average.arrays.metrics.gradient_magnitude`)."""
+    return float(np.mean(np.square(gradient_magnitude(image)[inner], dtype=np.float64)))
 
 
 def anatomy_gradient_energy(average: np.ndarray, probe: np.ndarray, inner: np.ndarray) -> float:
