@@ -4,7 +4,9 @@ how much of it to add, checked against the choice that the truth makes."""
 import numpy as np
 from scipy import ndimage
 
-from noise2average.arrays.detail import add_detail, high_pass, sure_detail_amount
+from noise2average.arrays.detail import (add_detail, high_pass, matched_detail_amount,
+                                        sure_detail_amount)
+from noise2average.arrays.metrics import gradient_components, gradient_magnitude, sharpness_ratio
 
 
 def test_high_pass_sees_no_edge_at_the_region_border():
@@ -64,3 +66,49 @@ def test_sure_adds_nothing_to_a_denoiser_that_keeps_the_noise():
     amount, _ = sure_detail_amount(np.zeros_like(noisy), detail, detail_div,
                                    np.zeros_like(noisy), region)
     assert amount == 0.0
+
+
+def _smooth_anatomy(n=40, seed=4):
+    """Blocks with soft edges and fine texture, like tissue at 1 mm."""
+    rng = np.random.default_rng(seed)
+    texture = ndimage.gaussian_filter(rng.standard_normal((n,) * 3), 1.0).astype(np.float32)
+    return ndimage.gaussian_filter(_blocks(n, seed), 0.7) + 0.05 * texture
+
+
+def _average_and_probe(truth, sigma, seed):
+    rng = np.random.default_rng(seed)
+    average = truth + sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    probe = sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    return average, probe
+
+
+def test_gradient_components_add_up_to_the_benchmarks_magnitude():
+    image = _smooth_anatomy(20)
+    parts = gradient_components(image)
+    assert np.allclose(np.sqrt(sum(p * p for p in parts)), gradient_magnitude(image), atol=1e-6)
+
+
+def test_the_gradient_match_sharpens_a_blurred_result_towards_the_truth():
+    """A result blurred beyond the truth falls short of the average's gradient: the match adds
+    detail, and the result's sharpness ratio comes closer to 1; the truth itself needs
+    almost none."""
+    truth = _smooth_anatomy()
+    average, probe = _average_and_probe(truth, 0.1, 5)
+    region = np.ones(truth.shape, bool)
+    inner = np.zeros_like(region)
+    inner[4:-4, 4:-4, 4:-4] = True
+    blurred = ndimage.gaussian_filter(truth, 0.5)
+    amount, record = matched_detail_amount(blurred, average, probe, region, inner)
+    assert record["gradient_discrepancy"] < 0.97 and amount > 0.1
+    assert abs(record["gradient_discrepancy_after"] - 1) < 2e-3
+    before = sharpness_ratio(blurred, truth, inner)
+    after = sharpness_ratio(add_detail(blurred, region, amount), truth, inner)
+    assert before < 0.95 and abs(after - 1) < abs(before - 1) / 4
+    assert matched_detail_amount(truth, average, probe, region, inner)[0] < 0.05
+
+
+def test_the_gradient_match_adds_nothing_to_a_result_that_keeps_the_noise():
+    truth = _smooth_anatomy(seed=6)
+    average, probe = _average_and_probe(truth, 0.1, 7)
+    amount, record = matched_detail_amount(average, average, probe, np.ones(truth.shape, bool))
+    assert amount == 0.0 and record["gradient_discrepancy"] > 1.1

@@ -5,11 +5,11 @@ import pytest
 import torch
 from scipy import ndimage
 
-from noise2average.arrays.detail import DETAIL_BOUNDS, add_detail
+from noise2average.arrays.detail import DETAIL_BOUNDS, add_detail, matched_detail_amount
 from noise2average.arrays.noise import (contrast_explained, difference_probe, estimate_sigma,
                                         local_sd, remove_anatomy, rician, rician_bias,
                                         rician_mean)
-from noise2average.arrays.sharpness import sharpness_estimate
+from noise2average.arrays.sharpness import interior, sharpness_estimate
 from noise2average.config import DenoiseConfig
 from noise2average.diffusion import denoise_dwi
 from noise2average.errors import InputError
@@ -241,7 +241,8 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
     clean, mask, reps = _cubes_case()
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning_steps=20, output_tuning="r2r",
-                         outside="zero", output_flips="lr", preset="tiny", init="scratch")
+                         outside="zero", output_flips="lr", preset="tiny", init="scratch",
+                         output_detail="none")
     plain = denoise(reps, mask, base)
     sharp = denoise(reps, mask, base.replace(output_detail="sure"))
     record = sharp.history[-1]
@@ -255,6 +256,15 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
         sharpness_estimate(plain.output, average, probe, mask), abs=2e-4)
     expected = np.where(mask, add_detail(plain.output, mask, amount), 0)
     np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
+    matched = denoise(reps, mask, base.replace(output_detail="match"))
+    record = matched.history[-1]
+    assert record["gradient_discrepancy_after"] >= record["gradient_discrepancy"]
+    assert record["output_detail_amount"] == pytest.approx(
+        matched_detail_amount(plain.output, average, probe, mask, interior(mask))[0], abs=0.02)
+    np.testing.assert_allclose(
+        matched.output,
+        np.where(mask, add_detail(plain.output, mask, record["output_detail_amount"]), 0),
+        atol=1e-4)
     fixed = denoise(reps, mask, base.replace(output_detail="0.3"))
     assert fixed.history[-1]["output_detail_amount"] == 0.3
     np.testing.assert_allclose(fixed.output, np.where(mask, add_detail(plain.output, mask, 0.3), 0),
@@ -276,6 +286,10 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
         DenoiseConfig(output_detail="0.2", method="n2a")
     with pytest.raises(InputError, match="output_detail=sure"):
         DenoiseConfig(output_detail="sure", output_tuning="none")
+    with pytest.raises(InputError, match="output_from=average"):
+        DenoiseConfig(output_detail="match", method="n2a")
+    assert DenoiseConfig(output_detail="match").detail_rule == "match"
+    assert DenoiseConfig(output_detail="0.2").detail_rule == "share"
 
 
 def test_output_tuning_is_validated():

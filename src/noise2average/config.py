@@ -213,17 +213,18 @@ class DenoiseConfig:
         +0.16 dB on every case for 4-25 % less tuning time (docs/benchmarks.md, "The
         default against BM4D").
     output_detail
-        ``sure``: after the tuning, add a multiple of the output's own fine detail (its
-        difference from a Gaussian blur of 0.7 voxels, an unsharp mask), the multiple (0 to
-        1) chosen by SURE on the held-out slab (:mod:`noise2average.arrays.detail`) where
-        the output tuning runs with one (``holdout`` > 0): the
-        tuned network is tuned at a higher noise level than the average it denoises, and
-        can smooth more than the least error asks. Measured on protocol v1: shares of
-        0.01-0.03 at sigma 0.08 (+0.01 dB), 0 at sigma 0.05 (docs/benchmarks.md,
-        "Sharpness at sigma 0.08"). A number in [0, 1]: that share of the detail, for a
-        sharper result at a known price (at sigma 0.08 with two repetitions 0.15 raises the
-        sharpness ratio from 0.93 to 0.95 for 0.04 dB, 0.4 to 0.99 for 0.47 dB). ``none``
-        (the default): the network's output as it is.
+        How much of the output's own fine detail (its difference from a Gaussian blur of 0.7
+        voxels, an unsharp mask; :mod:`noise2average.arrays.detail`) the 3D output pass adds
+        back. ``none`` (the default): the network's output as it is, the least error.
+        ``match``: the share at which the result, with a draw of the average's noise added,
+        has the average's mean gradient magnitude in the mask's interior, so that it is as
+        sharp as the data show (the gradient match). ``sure``: the share that SURE on the
+        held-out slab finds least in error (the output tuning's slab, ``holdout`` > 0). A
+        number in [0, 1]: that share. Measured on protocol v1 (docs/benchmarks.md,
+        "Sharpness: the gradient match"): the match lifts the sharpness ratio from
+        0.93-0.97 to 0.96-0.99 in all seven cases, for 0.03-0.22 dB with two repetitions
+        and a gain of 0.01-0.08 dB with four, but on the macaque at sigma 0.08, where the
+        network is smoothest (0.905), it costs 0.70 dB; SURE picks 0-0.03 (+0.01 dB).
     noise_coils
         The receive channels whose root sum of squares the magnitude images are: the noise
         floor whose bias (non-central chi, about 2 x ``noise_coils`` - 1 times the Rician
@@ -319,7 +320,7 @@ class DenoiseConfig:
         if not 0 <= self.noise_coils <= 64:
             raise InputError(f"noise_coils must be 0 (from the background) to 64, got "
                              f"{self.noise_coils}")
-        if self.output_detail == "sure" and self.output_tuning == "none":
+        if self.detail_rule == "sure" and self.output_tuning == "none":
             raise InputError("output_detail=sure is chosen on the output tuning's held-out "
                              "slab; it needs output_tuning auto, r2r or sure")
         if not self.contrast_weight >= 0:
@@ -353,29 +354,36 @@ class DenoiseConfig:
             raise InputError(f"lr_axis must be 0, 1 or 2, got {self.lr_axis}")
 
     def _validate_detail(self) -> None:
-        """``output_detail``: ``none``, ``sure`` or a share in [0, 1] (kept as its text, so
-        that the sidecar records what was asked)."""
+        """``output_detail``: ``none``, ``sure``, ``match`` or a share in [0, 1] (kept as its
+        text, so that the sidecar records what was asked)."""
         self.output_detail = str(self.output_detail)
-        if self.output_detail in ("none", "sure"):
+        if self.output_detail == "none":
             return
-        try:
-            share = float(self.output_detail)
-        except ValueError:
-            share = float("nan")
-        if not 0 <= share <= 1:
-            raise InputError(f"output_detail must be none, sure or a share in [0, 1], got "
-                             f"{self.output_detail!r}")
+        if self.output_detail not in ("sure", "match"):
+            try:
+                share = float(self.output_detail)
+            except ValueError:
+                share = float("nan")
+            if not 0 <= share <= 1:
+                raise InputError(f"output_detail must be none, sure, match or a share in "
+                                 f"[0, 1], got {self.output_detail!r}")
         if not self.from_average:
             raise InputError("output_detail is added in the output pass on the registered "
                              "average; it needs output_from=average (the n2a-aligned default)")
 
     @property
+    def detail_rule(self) -> str:
+        """How the output pass chooses its share of detail (``output_detail``): ``none``,
+        ``sure``, ``match`` or a fixed ``share``."""
+        if self.output_detail in ("none", "sure", "match"):
+            return self.output_detail
+        return "share"
+
+    @property
     def detail_share(self) -> float | None:
         """The fixed share of the output's own detail that ``output_detail`` asks for; None
-        for ``none`` and for ``sure`` (chosen per run)."""
-        if self.output_detail in ("none", "sure"):
-            return None
-        return float(self.output_detail)
+        where there is none or a rule chooses it per run."""
+        return float(self.output_detail) if self.detail_rule == "share" else None
 
     @property
     def registers(self) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
                                matched_gains, uncertainty_map)
 from .arrays.coils import background_coils
-from .arrays.detail import add_detail
+from .arrays.detail import add_detail, matched_detail_amount
 from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
@@ -22,7 +22,7 @@ from .arrays.masking import auto_mask, blend_outside, blend_weights, holdout_sla
 from .arrays.noise import (contrast_explained, difference_probe, estimate_sigma, local_sd,
                            noise_map, registered_noise_maps, remove_anatomy, rician_bias)
 from .arrays.normalize import Norm
-from .arrays.sharpness import sharpness_estimate
+from .arrays.sharpness import interior, sharpness_estimate
 from .config import CLASSICAL_METHODS, DWI_METHODS, PACKAGED_INITS, DenoiseConfig
 from .errors import InputError
 from .run_state import IterationState
@@ -754,10 +754,7 @@ class _LearnedRun:
         # with ``blend`` the network also runs on the rim it fades over
         valid = blend_weights(self.mask) > 0 if self.config.outside == "blend" else self.mask
         out = self.apply(mean_in, norm, valid, self._pass_flips(untuned), None)
-        if self.config.detail_share is not None:
-            self.history[-1]["output_detail_amount"] = self.config.detail_share
-        amount = self.history[-1].get("output_detail_amount", 0.0)
-        out = add_detail(out, valid, amount)
+        out = add_detail(out, valid, self._detail_amount(out, mean_in, probe, valid))
         if self.config.output_blend:
             out = self._blend_with_bm4d(out, aligned, valid)
         self.current = self.finish(out, mean_in, valid)
@@ -767,6 +764,24 @@ class _LearnedRun:
         self._match_first_contrast(aligned[0] - mean_in)
         self.history[-1]["output_seconds"] = round(time.perf_counter() - t0, 2)
         return "average"
+
+    def _detail_amount(self, out: np.ndarray, mean_in: np.ndarray, probe: np.ndarray | None,
+                       valid: np.ndarray) -> float:
+        """The share of its own detail that the output pass adds to ``out`` (``output_detail``):
+        a fixed share, the one SURE chose in the tuning, or the one at which the result, with
+        a draw of the average's noise added, is as sharp as the average ``mean_in``
+        (:func:`~noise2average.arrays.detail.matched_detail_amount`); recorded in the
+        history."""
+        rule, record = self.config.detail_rule, self.history[-1]
+        if rule == "share":
+            record["output_detail_amount"] = self.config.detail_share
+        elif rule == "match" and probe is not None:
+            t0 = time.perf_counter()
+            amount, match = matched_detail_amount(out, mean_in, probe, valid,
+                                                  interior(self.mask))
+            record.update(output_detail_amount=round(amount, 4), **match,
+                          output_detail_seconds=round(time.perf_counter() - t0, 2))
+        return record.get("output_detail_amount", 0.0)
 
     def _blend_with_bm4d(self, out: np.ndarray, aligned: list[np.ndarray],
                          valid: np.ndarray) -> np.ndarray:
@@ -827,7 +842,7 @@ class _LearnedRun:
                                   config.block_size, objective=config.tuning_objective,
                                   alpha=config.output_tuning_alpha,
                                   schedule=config.tuning_schedule,
-                                  detail=config.output_detail == "sure")
+                                  detail=config.detail_rule == "sure")
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:

@@ -32,8 +32,22 @@ def ssim(image: np.ndarray, reference: np.ndarray, mask: np.ndarray,
     return float(smap[mask[box]].mean())
 
 
+#: the SD (voxels) of the Gaussian whose derivatives are the sharpness ratio's gradient
+GRADIENT_SIGMA = 0.5
+
+
 def gradient_magnitude(image: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_gradient_magnitude(image.astype(np.float32), 0.5)
+    """The gradient's length at every voxel, on Gaussian derivatives of ``GRADIENT_SIGMA``."""
+    return ndimage.gaussian_gradient_magnitude(image.astype(np.float32), GRADIENT_SIGMA)
+
+
+def gradient_components(image: np.ndarray) -> list[np.ndarray]:
+    """The derivatives along each axis whose root sum of squares is
+    :func:`gradient_magnitude` (kept apart, the gradient of a sum is the sum of these)."""
+    image = image.astype(np.float32)
+    return [ndimage.gaussian_filter(image, GRADIENT_SIGMA,
+                                    order=[int(a == b) for b in range(image.ndim)])
+            for a in range(image.ndim)]
 
 
 def sharpness_ratio(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:

@@ -44,7 +44,8 @@ def smoothing_warning(sharpness: float | None) -> str | None:
         return None
     return (f"the result's gradients are {sharpness:.2f} of the anatomy's in the repetitions "
             "(output_sharpness_estimate): it is smoother than the anatomy; --set "
-            "output_detail=0.15 adds back a share of its own detail")
+            "output_detail=match adds back its own detail until it is as sharp as the data "
+            "show")
 
 
 def snr_gain(snr: dict) -> float | None:
