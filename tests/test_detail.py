@@ -1,11 +1,12 @@
-"""The detail step: a high-pass that ignores what lies outside its region, and SURE's choice of
-how much of it to add, checked against the choice that the truth makes."""
+"""The detail step: a high-pass that ignores what lies outside its region, SURE's choice of how
+much of it to add, checked against the choice that the truth makes, and the gradient match's,
+checked against the truth's sharpness."""
 
 import numpy as np
 from scipy import ndimage
 
-from noise2average.arrays.detail import (add_detail, high_pass, matched_detail_amount,
-                                        sure_detail_amount)
+from noise2average.arrays.detail import (add_detail, budget_amount, high_pass,
+                                        matched_detail_amount, sure_detail_amount)
 from noise2average.arrays.metrics import gradient_components, gradient_magnitude, sharpness_ratio
 
 
@@ -112,3 +113,35 @@ def test_the_gradient_match_adds_nothing_to_a_result_that_keeps_the_noise():
     average, probe = _average_and_probe(truth, 0.1, 7)
     amount, record = matched_detail_amount(average, average, probe, np.ones(truth.shape, bool))
     assert amount == 0.0 and record["gradient_discrepancy"] > 1.1
+
+
+def test_the_budget_stops_the_share_where_the_error_grows_by_that_many_decibels():
+    """A blurring denoiser of white noise, SURE's terms on it: the bound's share raises the
+    true error by about the budget, and a share past it by more."""
+    truth = _smooth_anatomy(seed=8)
+    rng = np.random.default_rng(9)
+    sigma = 0.1
+    noisy = truth + sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    probe = sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    region = np.ones(truth.shape, bool)
+    scored = np.zeros_like(region)
+    scored[4:-4, 4:-4, 4:-4] = True
+    eps = 1e-2
+
+    def denoise(x):
+        return ndimage.gaussian_filter(x, 1.0)
+
+    out = denoise(noisy)
+    detail = high_pass(out, region)
+    detail_div = probe * (high_pass(denoise(noisy + eps * probe), region) - detail) / eps
+    _, terms = sure_detail_amount(out - noisy, detail, detail_div, np.zeros_like(out), scored)
+    error = float(np.mean(((out - noisy) ** 2 + 2 * probe * (denoise(noisy + eps * probe) - out)
+                           / eps - probe ** 2)[scored]))
+    mse = lambda a: float(np.mean((out + a * detail - truth)[scored] ** 2))  # noqa: E731
+    assert abs(error - mse(0.0)) < 0.1 * mse(0.0)  # SURE of the output itself
+    bound = budget_amount(terms["quadratic"], terms["linear"], error, budget_db=0.3)
+    best = -terms["linear"] / (2 * terms["quadratic"])
+    assert bound > best > 0  # the least-error share costs nothing: the bound lies beyond it
+    growth_db = 10 * np.log10(mse(bound) / mse(0.0))
+    assert 0.15 < growth_db < 0.45  # within half the budget: one probe draw prices it
+    assert budget_amount(terms["quadratic"], terms["linear"], -1.0, 0.3) == float("inf")

@@ -235,9 +235,10 @@ def test_output_tuning_lowers_the_error_of_the_output():
 
 def test_detail_step_and_blend_add_their_shares_to_the_output():
     """``output_detail=sure``: the same tuned output plus the recorded share of its own
-    detail, the share in its bounds; a number: that share. ``output_blend``: that share of
-    BM4D on the average, the rest the network's output. A small scratch network: the wiring
-    is under test (tests/test_detail.py checks SURE's choice against the truth's)."""
+    detail, the share in its bounds; ``match``: the share the gradient match finds on that
+    output; a number: that share. ``output_blend``: that share of BM4D on the average, the
+    rest the network's output. A small scratch network: the wiring is under test
+    (tests/test_detail.py checks both choices against the truth)."""
     clean, mask, reps = _cubes_case()
     base = DenoiseConfig(steps=2, iterations=1, patch_size=16, align="none", threads=1,
                          precision="fp32", output_tuning_steps=20, output_tuning="r2r",
@@ -256,15 +257,21 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
         sharpness_estimate(plain.output, average, probe, mask), abs=2e-4)
     expected = np.where(mask, add_detail(plain.output, mask, amount), 0)
     np.testing.assert_allclose(sharp.output, expected, atol=1e-4)
-    matched = denoise(reps, mask, base.replace(output_detail="match"))
+    matched = denoise(reps, mask, base.replace(output_detail="match", output_detail_budget=0))
     record = matched.history[-1]
     assert record["gradient_discrepancy_after"] >= record["gradient_discrepancy"]
+    assert "output_detail_bound" not in record
     assert record["output_detail_amount"] == pytest.approx(
         matched_detail_amount(plain.output, average, probe, mask, interior(mask))[0], abs=0.02)
     np.testing.assert_allclose(
         matched.output,
         np.where(mask, add_detail(plain.output, mask, record["output_detail_amount"]), 0),
         atol=1e-4)
+    bounded = denoise(reps, mask, base.replace(output_detail="match",
+                                               output_detail_budget=0.01)).history[-1]
+    assert set(bounded["output_detail_sure_terms"]) == {"quadratic", "linear", "error"}
+    assert bounded["output_detail_amount"] <= min(bounded["output_detail_bound"],
+                                                  record["output_detail_amount"]) + 1e-4
     fixed = denoise(reps, mask, base.replace(output_detail="0.3"))
     assert fixed.history[-1]["output_detail_amount"] == 0.3
     np.testing.assert_allclose(fixed.output, np.where(mask, add_detail(plain.output, mask, 0.3), 0),
@@ -289,6 +296,8 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
     with pytest.raises(InputError, match="output_from=average"):
         DenoiseConfig(output_detail="match", method="n2a")
     assert DenoiseConfig(output_detail="match").detail_rule == "match"
+    with pytest.raises(InputError, match="output_detail_budget"):
+        DenoiseConfig(output_detail="match", output_detail_budget=-1)
     assert DenoiseConfig(output_detail="0.2").detail_rule == "share"
 
 

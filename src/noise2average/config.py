@@ -225,6 +225,11 @@ class DenoiseConfig:
         0.93-0.97 to 0.96-0.99 in all seven cases, for 0.03-0.22 dB with two repetitions
         and a gain of 0.01-0.08 dB with four, but on the macaque at sigma 0.08, where the
         network is smoothest (0.905), it costs 0.70 dB; SURE picks 0-0.03 (+0.01 dB).
+    output_detail_budget
+        The most PSNR (dB) that ``output_detail=match`` may spend: where the output tuning
+        scores on a held-out slab, SURE there estimates the result's squared error and its
+        growth with the share (a quadratic), and the share stops where the growth reaches
+        this many decibels (:func:`noise2average.arrays.detail.budget_amount`). 0: no bound.
     noise_coils
         The receive channels whose root sum of squares the magnitude images are: the noise
         floor whose bias (non-central chi, about 2 x ``noise_coils`` - 1 times the Rician
@@ -280,6 +285,7 @@ class DenoiseConfig:
     output_tuning_schedule: str = "auto"
     output_tuning_checks: int = 1
     output_detail: str = "none"
+    output_detail_budget: float = 0.2
     noise_coils: int = 0
     output_blend: float = 0.0
     device: str = "auto"
@@ -320,6 +326,9 @@ class DenoiseConfig:
         if not 0 <= self.noise_coils <= 64:
             raise InputError(f"noise_coils must be 0 (from the background) to 64, got "
                              f"{self.noise_coils}")
+        if not self.output_detail_budget >= 0:
+            raise InputError(f"output_detail_budget must be >= 0 dB (0: no bound), got "
+                             f"{self.output_detail_budget}")
         if self.detail_rule == "sure" and self.output_tuning == "none":
             raise InputError("output_detail=sure is chosen on the output tuning's held-out "
                              "slab; it needs output_tuning auto, r2r or sure")

@@ -121,13 +121,21 @@ def sure_detail(model: torch.nn.Module, data: SureInputs, probe: np.ndarray,
                               None)[0]
 
     out = output(data.image)
+    out_probed = output(data.image + SURE_EPS * probe)
     detail = high_pass(out, region)
-    detail_probed = high_pass(output(data.image + SURE_EPS * probe), region)
-    amount, terms = sure_detail_amount(out - data.image[0], detail,
+    detail_probed = high_pass(out_probed, region)
+    residual = out - data.image[0]
+    amount, terms = sure_detail_amount(residual, detail,
                                        probe[0] * (detail_probed - detail) / SURE_EPS,
                                        data.bias[0], scored)
+    # SURE of the output itself: the squared error that a detail budget is a fraction of
+    error = ((residual + data.bias[0]) ** 2 + 2 * probe[0] * (out_probed - out) / SURE_EPS
+             - probe[0] ** 2)[scored]
     return {"output_detail_amount": round(amount, 4),
             "output_detail_sure_change": round(terms["sure_change"], 8),
+            "output_detail_sure_terms": {
+                "quadratic": round(terms["quadratic"], 10), "linear": round(terms["linear"], 10),
+                "error": round(float(np.mean(error, dtype=np.float64)), 10)},
             "output_detail_seconds": round(time.perf_counter() - t0, 2)}
 
 

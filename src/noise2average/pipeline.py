@@ -14,7 +14,7 @@ import numpy as np
 from .arrays.agreement import (bright_region, cross_error, iteration_diagnostics,
                                matched_gains, uncertainty_map)
 from .arrays.coils import background_coils
-from .arrays.detail import add_detail, matched_detail_amount
+from .arrays.detail import DETAIL_BOUNDS, add_detail, budget_amount, matched_detail_amount
 from .arrays.frames import Frames
 from .arrays.channels import (broadcast_mask, channels_first, channels_last, n_channels,
                               with_noise_channel)
@@ -770,17 +770,26 @@ class _LearnedRun:
         """The share of its own detail that the output pass adds to ``out`` (``output_detail``):
         a fixed share, the one SURE chose in the tuning, or the one at which the result, with
         a draw of the average's noise added, is as sharp as the average ``mean_in``
-        (:func:`~noise2average.arrays.detail.matched_detail_amount`); recorded in the
-        history."""
+        (:func:`~noise2average.arrays.detail.matched_detail_amount`), at most the share whose
+        SURE-estimated cost on the tuning's slab reaches ``output_detail_budget``; recorded
+        in the history."""
         rule, record = self.config.detail_rule, self.history[-1]
         if rule == "share":
             record["output_detail_amount"] = self.config.detail_share
         elif rule == "match" and probe is not None:
             t0 = time.perf_counter()
+            # the tuning's slab, where there is one, prices the share by SURE
+            terms, high = record.get("output_detail_sure_terms"), DETAIL_BOUNDS[1]
+            if terms and self.config.output_detail_budget:
+                bound = budget_amount(**terms, budget_db=self.config.output_detail_budget)
+                record.update(output_detail_bound=round(min(bound, high), 4),
+                              output_detail_sure_amount=record.get("output_detail_amount"))
+                high = min(bound, high)
             amount, match = matched_detail_amount(out, mean_in, probe, valid,
-                                                  interior(self.mask))
+                                                  interior(self.mask), (DETAIL_BOUNDS[0], high))
+            seconds = record.get("output_detail_seconds", 0.0) + time.perf_counter() - t0
             record.update(output_detail_amount=round(amount, 4), **match,
-                          output_detail_seconds=round(time.perf_counter() - t0, 2))
+                          output_detail_seconds=round(seconds, 2))
         return record.get("output_detail_amount", 0.0)
 
     def _blend_with_bm4d(self, out: np.ndarray, aligned: list[np.ndarray],
@@ -842,7 +851,9 @@ class _LearnedRun:
                                   config.block_size, objective=config.tuning_objective,
                                   alpha=config.output_tuning_alpha,
                                   schedule=config.tuning_schedule,
-                                  detail=config.detail_rule == "sure")
+                                  detail=config.detail_rule == "sure" or (
+                                      config.detail_rule == "match"
+                                      and config.output_detail_budget > 0))
         ho = self.heldout
         heldout = None
         if ho.holdout is not None:

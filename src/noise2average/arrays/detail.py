@@ -20,6 +20,7 @@ frequencies (the output minus its Gaussian blur, an unsharp mask) moves along th
   average a little) and 0.968-0.986 for the least-error outputs of the network and of BM4D,
   which are smoother than the data.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,8 @@ from .sharpness import interior
 
 #: the Gaussian blur (voxels) whose difference from the image is the detail that is added
 DETAIL_WIDTH = 0.7
-#: the range the SURE-chosen amount is kept in: a negative one would smooth further
+#: the range a chosen amount (SURE's or the gradient match's) is kept in: a negative one would
+#: smooth further
 DETAIL_BOUNDS = (0.0, 1.0)
 
 
@@ -85,7 +87,8 @@ def sure_detail_amount(residual: np.ndarray, detail: np.ndarray, detail_divergen
 
 
 def _mean_length(components: list[np.ndarray], step: list[np.ndarray], amount: float) -> float:
-    """The mean length of the vectors ``components + amount * step`` (voxels along axis 0)."""
+    """The mean length of the vectors ``components + amount * step``, each component a flat
+    array over the same voxels."""
     total = sum(np.square(c + amount * d, dtype=np.float64) for c, d in zip(components, step))
     return float(np.mean(np.sqrt(total)))
 
@@ -133,3 +136,14 @@ def matched_detail_amount(output: np.ndarray, average: np.ndarray, probe: np.nda
         amount = float(optimize.brentq(lambda a: discrepancy(a) - 1, low, high, xtol=1e-3))
     return amount, {"gradient_discrepancy": round(before, 4),
                     "gradient_discrepancy_after": round(discrepancy(amount), 4)}
+
+
+def budget_amount(quadratic: float, linear: float, error: float, budget_db: float) -> float:
+    """The largest amount of detail whose estimated growth of the squared error,
+    ``quadratic * a^2 + linear * a`` (:func:`sure_detail_amount`'s terms), stays within
+    ``budget_db`` decibels of PSNR of the estimated ``error`` itself; infinite where the
+    estimates give no bound (a non-positive error or quadratic)."""
+    if quadratic <= 0 or error <= 0:
+        return float("inf")
+    allowed = error * (10 ** (budget_db / 10) - 1)
+    return float((-linear + np.sqrt(linear ** 2 + 4 * quadratic * allowed)) / (2 * quadratic))

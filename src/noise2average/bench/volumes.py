@@ -110,7 +110,8 @@ def score_runs(runs: Sequence[MethodRun], reps: Sequence[np.ndarray], reference:
         base.update({k: last[k] for k in ("output_tuning_seconds", "output_tuning_kept_step",
                                           "output_tuning_scores", "output_tuning_check_seconds",
                                           "output_detail_amount", "output_detail_seconds",
-                                          "gradient_discrepancy", "output_seconds")
+                                          "gradient_discrepancy", "output_detail_bound",
+                                          "output_seconds")
                      if k in last})
         rows.append({"method": r.method, "output": "average", **score(r.output, reference, mask),
                      **base})
