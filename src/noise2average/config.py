@@ -221,15 +221,17 @@ class DenoiseConfig:
         sharp as the data show (the gradient match). ``sure``: the share that SURE on the
         held-out slab finds least in error (the output tuning's slab, ``holdout`` > 0). A
         number in [0, 1]: that share. Measured on protocol v1 (docs/benchmarks.md,
-        "Sharpness: the gradient match"): the match lifts the sharpness ratio from
-        0.93-0.97 to 0.96-0.99 in all seven cases, for 0.03-0.22 dB with two repetitions
-        and a gain of 0.01-0.08 dB with four, but on the macaque at sigma 0.08, where the
-        network is smoothest (0.905), it costs 0.70 dB; SURE picks 0-0.03 (+0.01 dB).
+        "Sharpness: the gradient match"): the match, with its default budget, lifts the
+        sharpness ratio from 0.93-0.97 to 0.96-0.99 in all seven cases, for 0.02-0.17 dB
+        with two repetitions and a gain of 0.01-0.08 dB with four; SURE picks 0-0.03
+        (+0.01 dB).
     output_detail_budget
         The most PSNR (dB) that ``output_detail=match`` may spend: where the output tuning
         scores on a held-out slab, SURE there estimates the result's squared error and its
         growth with the share (a quadratic), and the share stops where the growth reaches
-        this many decibels (:func:`noise2average.arrays.detail.budget_amount`). 0: no bound.
+        this many decibels (:func:`noise2average.arrays.detail.budget_amount`). 0: no bound
+        (on the macaque at sigma 0.08, where the network is smoothest, the unbounded share
+        costs 0.70 dB; the bounded one 0.08).
     noise_coils
         The receive channels whose root sum of squares the magnitude images are: the noise
         floor whose bias (non-central chi, about 2 x ``noise_coils`` - 1 times the Rician
