@@ -113,7 +113,9 @@ def sure_detail(model: torch.nn.Module, data: SureInputs, probe: np.ndarray,
     (:mod:`~noise2average.arrays.detail`), chosen by SURE on the ``scored`` voxels from two
     passes over ``region`` without test-time flips, as :func:`sure_score`'s (with the output
     pass's 8 flips the amount moved from 0.011 to 0.015 on sigma 0.08, N = 4, for 7 times
-    the seconds); the record's entries."""
+    the seconds); the record's entries, among them SURE's terms (the error's growth with
+    the amount, a quadratic, and the output's own SURE error) that price the gradient
+    match's share (``output_detail_budget``)."""
     t0 = time.perf_counter()
 
     def output(x: np.ndarray) -> np.ndarray:
