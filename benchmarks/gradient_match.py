@@ -44,10 +44,8 @@ def analyse(case: str, least: np.ndarray, bm4d: np.ndarray, average: np.ndarray,
 
 
 def main(argv: list[str]) -> None:
-    from noise2average.arrays.frames import Frames
-    from noise2average.arrays.noise import difference_probe, remove_anatomy
     from noise2average.arrays.simulate import SimulationConfig
-    from noise2average.bench.volumes import run_methods
+    from noise2average.bench.volumes import registered_average, run_methods
     from noise2average.config import DenoiseConfig
     from noise2average.workflows import reference_and_mask, simulate_case
 
@@ -55,12 +53,8 @@ def main(argv: list[str]) -> None:
     ref, whole_mask, img, _, _ = reference_and_mask(None, None)
     reps, truth, mask, _, _ = simulate_case(ref, whole_mask, img,
                                             SimulationConfig(sigma=sigma, reps=n, seed=0), crop)
-    # the registered average and its noise probe, as the output pass makes them
-    frames = Frames(n, zooms=tuple(float(z) for z in img.header.get_zooms()[:3]))
-    frames.update([r.astype(np.float32) for r in reps], mask)
-    aligned = [frames.to_frame(r.astype(np.float32), k, 0) for k, r in enumerate(reps)]
-    average = np.mean(aligned, axis=0)
-    probe = remove_anatomy(difference_probe(aligned), average)
+    average, probe = registered_average(
+        reps, mask, tuple(float(z) for z in img.header.get_zooms()[:3]))
     least, bm4d = run_methods(reps, mask, truth, ["n2a-aligned:output_detail=none",
                                                   "bm4d:align=register"],
                               DenoiseConfig(threads=1, seed=0), isolate=False)

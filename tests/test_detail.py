@@ -25,23 +25,32 @@ def _blocks(n=40, seed=0):
     return np.kron(coarse, np.ones((5, 5, 5), np.float32))
 
 
+#: the step of the Monte-Carlo divergence
+EPS = 1e-2
+
+
+def _blurring_denoiser(truth, sigma, seed, width):
+    """White noise of ``sigma`` on ``truth``, a Gaussian blur of ``width`` as the denoiser:
+    the noisy image, a noise probe, the output and the output with the input moved by
+    ``EPS`` probes, the output's detail and its one-draw divergence (the whole volume is
+    the region)."""
+    rng = np.random.default_rng(seed)
+    noisy = truth + sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    probe = sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    region = np.ones(truth.shape, bool)
+    out = ndimage.gaussian_filter(noisy, width)
+    out_probed = ndimage.gaussian_filter(noisy + EPS * probe, width)
+    detail = high_pass(out, region)
+    detail_div = probe * (high_pass(out_probed, region) - detail) / EPS
+    return noisy, probe, out, out_probed, detail, detail_div
+
+
 def test_sure_picks_the_amount_the_truth_would():
     """A blurring denoiser of white noise: SURE's amount matches the one that minimizes the
     true error, and the detail it adds lowers that error."""
     truth = _blocks()
-    rng = np.random.default_rng(1)
-    sigma = 0.2
-    noisy = truth + sigma * rng.standard_normal(truth.shape).astype(np.float32)
-    probe = sigma * rng.standard_normal(truth.shape).astype(np.float32)
+    noisy, probe, out, _, detail, detail_div = _blurring_denoiser(truth, 0.2, 1, 0.8)
     region = np.ones(truth.shape, bool)
-    eps = 1e-2
-
-    def denoise(x):
-        return ndimage.gaussian_filter(x, 0.8)
-
-    out = denoise(noisy)
-    detail = high_pass(out, region)
-    detail_div = probe * (high_pass(denoise(noisy + eps * probe), region) - detail) / eps
     scored = np.zeros_like(region)
     scored[4:-4, 4:-4, 4:-4] = True
     amount, terms = sure_detail_amount(out - noisy, detail, detail_div,
@@ -119,24 +128,12 @@ def test_the_budget_stops_the_share_where_the_error_grows_by_that_many_decibels(
     """A blurring denoiser of white noise, SURE's terms on it: the bound's share raises the
     true error by about the budget, and a share past it by more."""
     truth = _smooth_anatomy(seed=8)
-    rng = np.random.default_rng(9)
-    sigma = 0.1
-    noisy = truth + sigma * rng.standard_normal(truth.shape).astype(np.float32)
-    probe = sigma * rng.standard_normal(truth.shape).astype(np.float32)
-    region = np.ones(truth.shape, bool)
-    scored = np.zeros_like(region)
+    noisy, probe, out, out_probed, detail, detail_div = _blurring_denoiser(truth, 0.1, 9, 1.0)
+    scored = np.zeros(truth.shape, bool)
     scored[4:-4, 4:-4, 4:-4] = True
-    eps = 1e-2
-
-    def denoise(x):
-        return ndimage.gaussian_filter(x, 1.0)
-
-    out = denoise(noisy)
-    detail = high_pass(out, region)
-    detail_div = probe * (high_pass(denoise(noisy + eps * probe), region) - detail) / eps
     _, terms = sure_detail_amount(out - noisy, detail, detail_div, np.zeros_like(out), scored)
-    error = float(np.mean(((out - noisy) ** 2 + 2 * probe * (denoise(noisy + eps * probe) - out)
-                           / eps - probe ** 2)[scored]))
+    error = float(np.mean(((out - noisy) ** 2 + 2 * probe * (out_probed - out) / EPS
+                           - probe ** 2)[scored]))
     mse = lambda a: float(np.mean((out + a * detail - truth)[scored] ** 2))  # noqa: E731
     assert abs(error - mse(0.0)) < 0.1 * mse(0.0)  # SURE of the output itself
     bound = budget_amount(terms["quadratic"], terms["linear"], error, budget_db=0.3)

@@ -61,6 +61,21 @@ def _run_one(spec: str, reps, mask, reference, config: DenoiseConfig) -> MethodR
                      selected_iteration=res.selected_iteration)
 
 
+def registered_average(reps: Sequence[np.ndarray], mask: np.ndarray,
+                       zooms: Sequence[float] = (1.0, 1.0, 1.0)
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The repetitions registered to the first and averaged, and a draw of that average's
+    noise (anatomy removed), as the output pass makes them; ``zooms`` the voxel size (mm)."""
+    from ..arrays.frames import Frames
+    from ..arrays.noise import difference_probe, remove_anatomy
+
+    frames = Frames(len(reps), zooms=zooms)
+    frames.update([r.astype(np.float32) for r in reps], mask)
+    aligned = [frames.to_frame(r.astype(np.float32), k, 0) for k, r in enumerate(reps)]
+    average = np.mean(aligned, axis=0)
+    return average, remove_anatomy(difference_probe(aligned), average)
+
+
 def run_methods(reps: Sequence[np.ndarray], mask: np.ndarray, reference: np.ndarray,
                 methods: Sequence[str], config: DenoiseConfig,
                 isolate: bool = True, say=None) -> list[MethodRun]:
