@@ -83,3 +83,7 @@ def test_run_summary_says_what_happened():
     record["history"][-1] = {"output_contrast": "first", "output_contrast_share": 0.62}
     text = run_summary(Path("out.nii.gz"), record, np.ones((2, 2, 2), bool), None)
     assert "in repetition 1's contrast" in text and "62%" in text
+    assert "tuned on" not in text and "fine detail" not in text
+    record["history"][-1] = {"output_tuning_kept_step": 1000, "output_detail_amount": 0.156}
+    text = run_summary(Path("out.nii.gz"), record, np.ones((2, 2, 2), bool), None)
+    assert "tuned on that average (1000 steps)" in text and "16% of its own fine detail" in text

@@ -267,7 +267,8 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
         matched.output,
         np.where(mask, add_detail(plain.output, mask, record["output_detail_amount"]), 0),
         atol=1e-4)
-    bounded = denoise(reps, mask, base.replace(output_detail="match",
+    # ``auto`` on n2a-aligned with a held-out slab: the match within its budget
+    bounded = denoise(reps, mask, base.replace(output_detail="auto",
                                                output_detail_budget=0.01)).history[-1]
     assert set(bounded["output_detail_sure_terms"]) == {"quadratic", "linear", "error"}
     assert bounded["output_detail_amount"] <= min(bounded["output_detail_bound"],
@@ -296,6 +297,11 @@ def test_detail_step_and_blend_add_their_shares_to_the_output():
     with pytest.raises(InputError, match="output_from=average"):
         DenoiseConfig(output_detail="match", method="n2a")
     assert DenoiseConfig(output_detail="match").detail_rule == "match"
+    # ``auto``: the budgeted match where the tuning's slab prices it, no detail elsewhere
+    assert DenoiseConfig().detail_rule == "match"
+    for unpriced in ({"method": "n2a"}, {"method": "bm4d"}, {"output_tuning": "none"},
+                     {"holdout": 0.0}, {"output_detail_budget": 0.0}, {"output_blend": 0.4}):
+        assert DenoiseConfig(**unpriced).detail_rule == "none", unpriced
     with pytest.raises(InputError, match="output_detail_budget"):
         DenoiseConfig(output_detail="match", output_detail_budget=-1)
     assert DenoiseConfig(output_detail="0.2").detail_rule == "share"

@@ -215,16 +215,18 @@ class DenoiseConfig:
     output_detail
         How much of the output's own fine detail (its difference from a Gaussian blur of 0.7
         voxels, an unsharp mask; :mod:`noise2average.arrays.detail`) the 3D output pass adds
-        back. ``none`` (the default): the network's output as it is, the least error.
-        ``match``: the share at which the result, with a draw of the average's noise added,
-        has the average's mean gradient magnitude in the mask's interior, so that it is as
-        sharp as the data show (the gradient match). ``sure``: the share that SURE on the
-        held-out slab finds least in error (the output tuning's slab, ``holdout`` > 0). A
-        number in [0, 1]: that share. Measured on protocol v1 (docs/benchmarks.md,
-        "Sharpness: the gradient match"): the match, with its default budget, lifts the
-        sharpness ratio from 0.93-0.97 to 0.96-0.99 in all seven cases, for 0.02-0.17 dB
-        with two repetitions and a gain of 0.01-0.08 dB with four; SURE picks 0-0.03
-        (+0.01 dB).
+        back. ``match``: the share at which the result, with a draw of the average's noise
+        added, has the average's mean gradient magnitude in the mask's interior, so that it
+        is as sharp as the data show (the gradient match), at most the share whose estimated
+        cost reaches ``output_detail_budget``. ``none``: the network's output as it is.
+        ``sure``: the share that SURE on the held-out slab finds least in error (the output
+        tuning's slab, ``holdout`` > 0). A number in [0, 1]: that share. ``auto`` (the
+        default): ``match`` where the output pass is tuned on a held-out slab that prices
+        the share (``n2a-aligned`` on 3D repetitions, ``holdout`` > 0, a budget above 0,
+        no ``output_blend``), ``none`` elsewhere. Measured on protocol v1 (docs/benchmarks.md, "Sharpness: the
+        gradient match"): the match, with its default budget, lifts the sharpness ratio
+        from 0.93-0.97 to 0.96-0.99 in all seven cases, for 0.02-0.17 dB with two
+        repetitions and a gain of 0.01-0.08 dB with four; SURE picks 0-0.03 (+0.01 dB).
     output_detail_budget
         The most PSNR (dB) that ``output_detail=match`` may spend: where the output tuning
         scores on a held-out slab, SURE there estimates the result's squared error and its
@@ -286,7 +288,7 @@ class DenoiseConfig:
     output_tuning_alpha: float = 0.5
     output_tuning_schedule: str = "auto"
     output_tuning_checks: int = 1
-    output_detail: str = "none"
+    output_detail: str = "auto"
     output_detail_budget: float = 0.2
     noise_coils: int = 0
     output_blend: float = 0.0
@@ -365,10 +367,10 @@ class DenoiseConfig:
             raise InputError(f"lr_axis must be 0, 1 or 2, got {self.lr_axis}")
 
     def _validate_detail(self) -> None:
-        """``output_detail``: ``none``, ``sure``, ``match`` or a share in [0, 1] (kept as its
-        text, so that the sidecar records what was asked)."""
+        """``output_detail``: ``auto``, ``none``, ``sure``, ``match`` or a share in [0, 1]
+        (kept as its text, so that the sidecar records what was asked)."""
         self.output_detail = str(self.output_detail)
-        if self.output_detail == "none":
+        if self.output_detail in ("none", "auto"):
             return
         if self.output_detail not in ("sure", "match"):
             try:
@@ -376,7 +378,7 @@ class DenoiseConfig:
             except ValueError:
                 share = float("nan")
             if not 0 <= share <= 1:
-                raise InputError(f"output_detail must be none, sure, match or a share in "
+                raise InputError(f"output_detail must be auto, none, sure, match or a share in "
                                  f"[0, 1], got {self.output_detail!r}")
         if not self.from_average:
             raise InputError("output_detail is added in the output pass on the registered "
@@ -385,7 +387,15 @@ class DenoiseConfig:
     @property
     def detail_rule(self) -> str:
         """How the output pass chooses its share of detail (``output_detail``): ``none``,
-        ``sure``, ``match`` or a fixed ``share``."""
+        ``sure``, ``match`` or a fixed ``share``; ``auto`` resolves to ``match`` where the
+        output tuning's held-out slab prices the share within ``output_detail_budget``
+        (resolved per method like ``align``), to ``none`` elsewhere. The pipeline adds no
+        detail to 4D outputs, where the output pass is not tuned."""
+        if self.output_detail == "auto":
+            # ``output_blend``'s share of BM4D is measured on the least-error output
+            priced = (self.from_average and self.wants_tuning and self.holdout > 0
+                      and self.output_detail_budget > 0 and not self.output_blend)
+            return "match" if priced else "none"
         if self.output_detail in ("none", "sure", "match"):
             return self.output_detail
         return "share"

@@ -774,12 +774,14 @@ class _LearnedRun:
         SURE-estimated cost on the tuning's slab reaches ``output_detail_budget``; recorded
         in the history."""
         rule, record = self.config.detail_rule, self.history[-1]
+        terms = record.get("output_detail_sure_terms")
+        # ``auto`` adds detail only where the tuning's slab has priced it
+        priced = terms is not None or self.config.output_detail == "match"
         if rule == "share":
             record["output_detail_amount"] = self.config.detail_share
-        elif rule == "match" and probe is not None:
+        elif rule == "match" and probe is not None and priced:
             t0 = time.perf_counter()
-            # the tuning's slab, where there is one, prices the share by SURE
-            terms, high = record.get("output_detail_sure_terms"), DETAIL_BOUNDS[1]
+            high = DETAIL_BOUNDS[1]
             if terms and self.config.output_detail_budget:
                 bound = budget_amount(**terms, budget_db=self.config.output_detail_budget)
                 record.update(output_detail_bound=round(min(bound, high), 4),

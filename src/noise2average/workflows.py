@@ -259,6 +259,10 @@ def run_summary(out: Path, record: dict, mask: np.ndarray, report: Path | None) 
         if record.get("output_from") == "average":
             what += ", applied to the average of the repetitions"
         last = (record.get("history") or [{}])[-1]
+        if last.get("output_tuning_kept_step"):
+            what += f", tuned on that average ({last['output_tuning_kept_step']} steps)"
+        if last.get("output_detail_amount"):
+            what += f", {last['output_detail_amount']:.0%} of its own fine detail added back"
         if last.get("output_contrast") == "first":
             what += (", in repetition 1's contrast (the repetitions differ in contrast: "
                      f"{last['output_contrast_share']:.0%} of its difference from the "
@@ -311,6 +315,9 @@ def _write_report(path: Path, arrays, result, like, record: dict, out: Path) -> 
     if record.get("output_from") == "average":
         details["result"] = (details.get("result", "the fine-tuned network") + ", applied to "
                              "the average of the noisy repetitions")
+    if history and history[-1].get("output_detail_amount"):
+        details["detail"] = (f"{history[-1]['output_detail_amount']:.0%} of the result's own "
+                             "fine detail added back (output_detail)")
     if history and history[-1].get("output_contrast") == "first":
         details["contrast"] = ("repetition 1's (the repetitions differ in contrast: "
                                f"{history[-1]['output_contrast_share']:.0%} of its difference "

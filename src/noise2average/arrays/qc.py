@@ -43,9 +43,9 @@ def smoothing_warning(sharpness: float | None) -> str | None:
     if sharpness is None or sharpness >= MIN_SHARPNESS:
         return None
     return (f"the result's gradients are {sharpness:.2f} of the anatomy's in the repetitions "
-            "(output_sharpness_estimate): it is smoother than the anatomy; --set "
-            "output_detail=match adds back its own detail until it is as sharp as the data "
-            "show")
+            "(output_sharpness_estimate): it is smoother than the anatomy; the gradient "
+            "match adds back its own detail up to output_detail_budget (dB), and --set "
+            "output_detail=match,output_detail_budget=0 lifts that bound")
 
 
 def snr_gain(snr: dict) -> float | None:
