@@ -135,20 +135,21 @@ def main() -> None:
             f"{f'{args.crop}^3' if args.crop else 'whole volume'}, "
             f"seed {args.seed}")
     print(f"{case} (repetition 1's noise SD where the truth > 0.5: {noise_sd:.4f})\n")
-    print("| method | PSNR dB | SSIM | sharpness | seconds | noise_coils |\n"
-          "|---|---|---|---|---|---|")
+    print("| method | PSNR dB | SSIM | sharpness | seconds | noise_coils | detail share |\n"
+          "|---|---|---|---|---|---|---|")
     for r in runs:
         if r.error:
-            print(f"| {r.method} | failed: {r.error} | | | | |")
+            print(f"| {r.method} | failed: {r.error} | | | | | |")
             continue
         s = score(np.where(mask, r.output, 0), truth, mask)
-        coils = r.history[-1].get("noise_coils", "") if r.history else ""
+        last = r.history[-1] if r.history else {}
+        coils, share = last.get("noise_coils", ""), last.get("output_detail_amount", "")
         print(f"| {r.method} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['sharpness']:.3f} | "
-              f"{r.seconds:.0f} | {coils} |", flush=True)
+              f"{r.seconds:.0f} | {coils} | {share} |", flush=True)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps({"case": case, "method": r.method, "noise_sd": noise_sd,
-                                    "noise_coils": coils,
+                                    "noise_coils": coils, "output_detail_amount": share,
                                     **{k: round(v, 4) for k, v in s.items()},
                                     "seconds": round(r.seconds, 1), "record": record}) + "\n")
 
