@@ -223,15 +223,16 @@ class DenoiseConfig:
         tuning's slab, ``holdout`` > 0). A number in [0, 1]: that share. ``auto`` (the
         default): ``match`` where the output pass is tuned on a held-out slab that prices
         the share (``n2a-aligned`` on 3D repetitions, ``holdout`` > 0, a budget above 0,
-        no ``output_blend``), ``none`` elsewhere. Measured on protocol v1 (docs/benchmarks.md, "Sharpness: the
-        gradient match"): the match, with its default budget, lifts the sharpness ratio
-        from 0.93-0.97 to 0.96-0.99 in all seven cases, for 0.02-0.17 dB with two
-        repetitions and a gain of 0.01-0.08 dB with four; SURE picks 0-0.03 (+0.01 dB).
+        no ``output_blend``), ``none`` elsewhere (the diffusion workflows add none).
+        Measured on protocol v1 (docs/benchmarks.md, "Sharpness: the gradient match"): the
+        match, with its default budget, lifts the sharpness ratio from 0.93-0.97 to
+        0.96-0.99 in all seven cases, for 0.02-0.17 dB with two repetitions and a gain of
+        0.01-0.08 dB with four; SURE picks 0-0.03 (+0.01 dB).
     output_detail_budget
-        The most PSNR (dB) that ``output_detail=match`` may spend: where the output tuning
-        scores on a held-out slab, SURE there estimates the result's squared error and its
-        growth with the share (a quadratic), and the share stops where the growth reaches
-        this many decibels (:func:`noise2average.arrays.detail.budget_amount`). 0: no bound
+        The most PSNR (dB) that the gradient match (``output_detail`` ``auto`` or
+        ``match``) may spend: where the output tuning scores on a held-out slab, SURE there
+        estimates the result's squared error and its growth with the share (a quadratic),
+        and the share stops where the growth reaches this many decibels (:func:`noise2average.arrays.detail.budget_amount`). 0: no bound
         (on the macaque at sigma 0.08, where the network is smoothest, the unbounded share
         costs 0.70 dB; the bounded one 0.08).
     noise_coils
@@ -378,8 +379,8 @@ class DenoiseConfig:
             except ValueError:
                 share = float("nan")
             if not 0 <= share <= 1:
-                raise InputError(f"output_detail must be auto, none, sure, match or a share in "
-                                 f"[0, 1], got {self.output_detail!r}")
+                raise InputError(f"output_detail must be auto, none, sure, match or a share "
+                                 f"in [0, 1], got {self.output_detail!r}")
         if not self.from_average:
             raise InputError("output_detail is added in the output pass on the registered "
                              "average; it needs output_from=average (the n2a-aligned default)")
