@@ -333,8 +333,27 @@ def test_time_left_is_measured_from_the_first_steps(capsys):
         bar.update(1)
     bar.close()
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if "training left" in line]
+    lines = [line for line in err.splitlines() if "training and tuning left" in line]
     assert len(lines) == 1 and "measured from its first 4 steps" in lines[0]
+    # the output pass's tuning counts: 3 tuning steps after 1 + 3 training ones
+    clock = TimeLeft(1000, "n2a denoise", after=3)
+    clock.progress(1, "train 1/1").update(1)
+    tune = clock.progress(10, "tune on the average")
+    for _ in range(3):
+        tune.update(1)
+    assert "measured from its first 4 steps" in capsys.readouterr().err
+
+
+def test_the_time_left_plans_the_output_tuning():
+    from noise2average.config import DenoiseConfig
+    from noise2average.workflows import _time_left
+
+    default = DenoiseConfig(steps=10, iterations=2, output_tuning_steps=30, threads=1)
+    assert _time_left(default, 3, "n2a denoise").total == 2 * 10 + 30
+    assert _time_left(default, 4, "n2a denoise").total == 2 * 10  # 4D: not tuned
+    untuned = default.replace(output_tuning="none")
+    assert _time_left(untuned, 3, "n2a denoise").total == 2 * 10
+    assert _time_left(default.replace(method="bm4d"), 3, "n2a denoise").total == 0
 
 
 def test_benchmark_says_each_method_and_its_time(tmp_path, mni_crop, capsys):

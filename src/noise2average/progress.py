@@ -14,11 +14,13 @@ def progress_bar(total: int, desc: str, quiet: bool):
 
 
 class TimeLeft:
-    """Progress bars for a run of ``total_steps`` training steps that print, once, the training
-    time left as measured from the run's own first ``after`` steps (not guessed in advance).
+    """Progress bars for a run of ``total_steps`` optimizer steps that print, once, the time
+    left to them as measured from the run's own first ``after`` steps (not guessed in
+    advance).
 
     Use ``progress`` wherever a pipeline takes a progress factory ``(total, description)``;
-    bars whose description starts with "train" are counted.
+    bars whose description starts with "train" (fine-tuning) or "tune" (the output pass's
+    tuning, whose steps cost about as much: 0.16 and 0.17 s on one EPYC thread) are counted.
     """
 
     def __init__(self, total_steps: int, label: str, after: int = 10, quiet: bool = False):
@@ -27,7 +29,7 @@ class TimeLeft:
 
     def progress(self, total: int, desc: str):
         bar = progress_bar(total, desc, self.quiet)
-        if not desc.startswith("train"):
+        if not desc.startswith(("train", "tune")):
             return bar
         update = bar.update
 
@@ -53,5 +55,6 @@ class TimeLeft:
 
                 # tqdm.write keeps the line apart from the progress bar being drawn
                 tqdm.write(f"{self.label}: {rate:.2f} s per training step, at most about "
-                           f"{left / 60:.1f} min of training left (measured from its first "
-                           f"{self.done + 1} steps), then inference", file=sys.stderr)
+                           f"{left / 60:.1f} min of training and tuning left (measured from "
+                           f"its first {self.done + 1} steps), then inference",
+                           file=sys.stderr)

@@ -155,8 +155,7 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
             if len(reps_paths) > 1 else [like.affine] * len(arrays)
         arrays, registration = register_repetitions(arrays, affines, mask_arr, quiet=quiet,
                                                     names=[str(p) for p in reps_paths])
-    plan = config.steps * (config.iterations if config.strategy == "n2a" else 1)
-    clock = TimeLeft(plan if config.method in LEARNED_METHODS else 0, "n2a denoise")
+    clock = _time_left(config, arrays[0].ndim, "n2a denoise")
     result = denoise(arrays, mask_arr, config, reference=ref_arr, resume=state,
                      on_iteration=ckpt.save if config.method in LEARNED_METHODS else None,
                      progress=None if quiet else clock.progress,
@@ -172,6 +171,22 @@ def run_denoise(reps, output, mask=None, *, reference=None, save_reps: bool = Fa
     if not quiet:
         print(run_summary(out, record, result.mask, files.get("report")), file=sys.stderr)
     return result
+
+
+def _time_left(config, ndim: int, label: str) -> TimeLeft:
+    """The run's clock: its fine-tuning steps and, where the output pass is tuned on the
+    average (3D repetitions, ``n2a-aligned``), the tuning's. An upper bound: a network with
+    a noise-map channel skips the tuning."""
+    from .config import LEARNED_METHODS
+    from .nn.device import resolve_policy
+
+    if config.method not in LEARNED_METHODS:
+        return TimeLeft(0, label)
+    steps = config.steps * (config.iterations if config.strategy == "n2a" else 1)
+    if ndim == 3 and config.from_average and config.wants_tuning:
+        hardware = resolve_policy(config.device, config.precision, config.threads).hardware
+        steps += config.tuning_steps(hardware)
+    return TimeLeft(steps, label)
 
 
 def _run_record(config, inputs: list[Path], result, mask_given: bool, registration,
@@ -528,7 +543,7 @@ def demo(args: argparse.Namespace) -> None:
     reps, ref, record = simulate(t1, mask, (1.0, 1.0, 1.0), SimulationConfig(sigma=0.05, seed=args.seed))
     cfg = DenoiseConfig(device=args.device, precision=args.precision, threads=args.threads,
                         seed=args.seed, steps=args.steps)
-    clock = TimeLeft(cfg.steps * cfg.iterations, "n2a demo")
+    clock = _time_left(cfg, reps[0].ndim, "n2a demo")
     t0 = time.perf_counter()
     res = denoise(reps, mask, cfg, progress=None if args.quiet else clock.progress)
     seconds = time.perf_counter() - t0
