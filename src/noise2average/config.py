@@ -444,6 +444,12 @@ class DenoiseConfig:
         return self.asks_for_tuning or (self.output_tuning == "auto"
                                         and self.method == "n2a-aligned")
 
+    def tunes_output(self, ndim: int) -> bool:
+        """Whether the output pass is tuned on the average of ``ndim``-D repetitions: 3D,
+        ``output_from=average`` and ``wants_tuning`` (the pipeline also skips a network
+        with a noise-map channel)."""
+        return ndim == 3 and self.from_average and self.wants_tuning
+
     @property
     def tuning_objective(self) -> str:
         """The output tuning's objective: ``output_tuning`` with ``auto`` resolved to

@@ -388,7 +388,7 @@ class _LearnedRun:
                              "the output pass on the average: it needs 3D repetitions, a "
                              "network without a noise-map channel and output_from=average "
                              "(n2a-aligned)")
-        self.tunes_output = tunable and config.wants_tuning
+        self.tunes_output = not self.takes_noise and config.tunes_output(reps[0].ndim)
         self.loss_fn = _loss(config, n_channels(reps[0]))
         self._noise_sd: list[np.ndarray] | None = None
         self.base_state = copy.deepcopy(base.state_dict())

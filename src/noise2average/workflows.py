@@ -183,7 +183,7 @@ def _time_left(config, ndim: int, label: str) -> TimeLeft:
     if config.method not in LEARNED_METHODS:
         return TimeLeft(0, label)
     steps = config.steps * (config.iterations if config.strategy == "n2a" else 1)
-    if ndim == 3 and config.from_average and config.wants_tuning:
+    if config.tunes_output(ndim):
         hardware = resolve_policy(config.device, config.precision, config.threads).hardware
         steps += config.tuning_steps(hardware)
     return TimeLeft(steps, label)
